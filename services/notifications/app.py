@@ -1,0 +1,21 @@
+"""The notifications service's app factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import Engine
+
+from services.notifications.api import messages
+from services.notifications.models import tables
+from shared.config import Settings, load_settings
+from shared.http import create_service_app
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
+    return create_service_app(
+        "notifications",
+        settings or load_settings("notifications"),
+        tables=tables,
+        blueprints=[messages],
+        engine=engine,
+    )

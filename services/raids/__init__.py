@@ -1,0 +1,1 @@
+"""Raids: joint interagency home visits: scheduling, participants, visit order, results."""

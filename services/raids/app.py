@@ -1,0 +1,17 @@
+"""The raids service's app factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import Engine
+
+from services.raids.api import families
+from services.raids.models import tables
+from shared.config import Settings, load_settings
+from shared.http import create_service_app
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
+    return create_service_app(
+        "raids", settings or load_settings("raids"), tables=tables, blueprints=[families], engine=engine
+    )

@@ -1,0 +1,1 @@
+"""Referrals: the agency directory, referrals out to agencies, signals in from them."""

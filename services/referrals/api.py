@@ -1,0 +1,1 @@
+"""The referrals HTTP API: blueprints are registered in app.py."""

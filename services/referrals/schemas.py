@@ -1,0 +1,1 @@
+"""HTTP schemas of the referrals service."""

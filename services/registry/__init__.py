@@ -1,0 +1,1 @@
+"""Registry: the data bank of families, their cases, stages and support plans."""

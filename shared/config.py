@@ -1,0 +1,198 @@
+"""One config loader for every service and command.
+
+Everything comes from environment variables with typed defaults. With nothing
+set, the defaults give the embedded mode: SQLite files and kombu's file-backed
+transport under ``OPORA_DATA_DIR``, so a newcomer needs no servers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES: tuple[str, ...] = ("registry", "referrals", "raids", "notifications")
+
+DEFAULT_PORTS: dict[str, int] = {
+    "registry": 8001,
+    "referrals": 8002,
+    "raids": 8003,
+    "notifications": 8004,
+}
+
+ENV_VARS: dict[str, str] = {
+    "OPORA_MODE": "`embedded` (default: SQLite, file-backed broker, dev token signer) or `production`",
+    "OPORA_DATA_DIR": "where the embedded mode keeps its SQLite files, broker folder and mail (default ./var)",
+    "REGISTRY_DATABASE_URL": "SQLAlchemy URL of the registry's database",
+    "REFERRALS_DATABASE_URL": "SQLAlchemy URL of the referrals service's database",
+    "RAIDS_DATABASE_URL": "SQLAlchemy URL of the raids service's database",
+    "NOTIFICATIONS_DATABASE_URL": "SQLAlchemy URL of the notifications service's database",
+    "BROKER_URL": "kombu URL of the broker: amqp://user:pass@host:5672/vhost in production",
+    "OPORA_BROKER_PREFIX": "prefix of every exchange and queue name (default `opora`)",
+    "OPORA_JWT_SECRET": "HS256 secret of the development token signer (embedded mode only)",
+    "OPORA_JWKS_URL": "JWKS URL of the OIDC provider (e.g. Keycloak) for RS256 tokens",
+    "OPORA_JWT_ISSUER": "expected `iss` of bearer tokens",
+    "OPORA_JWT_AUDIENCE": "expected `aud` of bearer tokens",
+    "OPORA_LOG_LEVEL": "log level (default INFO)",
+    "OPORA_PUBLIC_URL": "base URL that links in emails and SMS point to",
+    "SMTP_HOST": "SMTP server; unset in the embedded mode writes emails to OPORA_DATA_DIR/mail",
+    "SMTP_PORT": "SMTP port (default 25, or 587 with STARTTLS)",
+    "SMTP_USER": "SMTP login",
+    "SMTP_PASSWORD": "SMTP password",
+    "SMTP_STARTTLS": "`true` to require STARTTLS",
+    "SMTP_FROM": "sender address of notification emails",
+    "WEB_CONCURRENCY": "gunicorn worker processes per web service (default 2)",
+    "PROMETHEUS_MULTIPROC_DIR": "folder for Prometheus multi-process metrics under gunicorn",
+}
+
+EMBEDDED = "embedded"
+PRODUCTION = "production"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; raised at start-up, never mid-request."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str | None
+    port: int
+    user: str | None
+    password: str | None = field(repr=False)
+    starttls: bool
+    sender: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of one service process."""
+
+    service: str
+    mode: str
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    broker_prefix: str
+    jwt_secret: str | None = field(repr=False)
+    jwks_url: str | None
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    log_level: str
+    public_url: str
+    smtp: SmtpSettings
+    web_concurrency: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.mode == EMBEDDED
+
+    def replace(self, **changes: object) -> Settings:
+        from dataclasses import replace
+
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_broker_url(data_dir: Path) -> str:
+    return "filesystem://"
+
+
+def embedded_broker_options(data_dir: Path) -> dict[str, object]:
+    """Transport options of kombu's file-backed transport, shared by all processes."""
+    folder = data_dir / "broker"
+    for sub in ("queue", "control", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "processed_folder": str(folder / "processed"),
+        "polling_interval": 0.1,
+    }
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """A random signer secret kept in the data folder, so every embedded process shares it."""
+    import secrets
+
+    path = data_dir / "dev-jwt-secret"
+    if not path.exists():
+        tmp = data_dir / f".dev-jwt-secret.{os.getpid()}"
+        tmp.write_text(secrets.token_urlsafe(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: the first process wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def load_settings(service: str, env: dict[str, str] | None = None) -> Settings:
+    """Read the settings of ``service`` from ``env`` (default: ``os.environ``)."""
+    if service not in SERVICES:
+        raise ConfigError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    env = dict(os.environ if env is None else env)
+    mode = env.get("OPORA_MODE", EMBEDDED) or EMBEDDED
+    if mode not in (EMBEDDED, PRODUCTION):
+        raise ConfigError(f"OPORA_MODE must be {EMBEDDED!r} or {PRODUCTION!r}, got {mode!r}")
+    data_dir = Path(env.get("OPORA_DATA_DIR") or "var").resolve()
+
+    db_var = f"{service.upper()}_DATABASE_URL"
+    database_url = env.get(db_var) or ""
+    broker_url = env.get("BROKER_URL") or ""
+    jwt_secret = env.get("OPORA_JWT_SECRET") or None
+    jwks_url = env.get("OPORA_JWKS_URL") or None
+
+    if mode == EMBEDDED:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        jwt_secret = jwt_secret or _dev_secret(data_dir)
+        database_url = database_url or f"sqlite:///{data_dir / (service + '.db')}"
+        broker_url = broker_url or default_broker_url(data_dir)
+    else:
+        missing = [name for name, value in ((db_var, database_url), ("BROKER_URL", broker_url)) if not value]
+        if not (jwks_url or jwt_secret):
+            missing.append("OPORA_JWKS_URL")
+        if missing:
+            raise ConfigError("production mode needs " + ", ".join(missing))
+
+    smtp = SmtpSettings(
+        host=env.get("SMTP_HOST") or None,
+        port=_int(env, "SMTP_PORT", 587 if _bool(env.get("SMTP_STARTTLS")) else 25),
+        user=env.get("SMTP_USER") or None,
+        password=env.get("SMTP_PASSWORD") or None,
+        starttls=_bool(env.get("SMTP_STARTTLS")),
+        sender=env.get("SMTP_FROM") or "opora@localhost",
+    )
+    return Settings(
+        service=service,
+        mode=mode,
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=broker_url,
+        broker_prefix=env.get("OPORA_BROKER_PREFIX") or "opora",
+        jwt_secret=jwt_secret,
+        jwks_url=jwks_url,
+        jwt_issuer=env.get("OPORA_JWT_ISSUER") or None,
+        jwt_audience=env.get("OPORA_JWT_AUDIENCE") or None,
+        log_level=(env.get("OPORA_LOG_LEVEL") or "INFO").upper(),
+        public_url=(env.get("OPORA_PUBLIC_URL") or f"http://127.0.0.1:{DEFAULT_PORTS[service]}").rstrip("/"),
+        smtp=smtp,
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+    )

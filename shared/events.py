@@ -1,0 +1,201 @@
+"""The event envelope of ARCHITECTURE.md and the registry of event types with their versions.
+
+A service declares what it publishes in its ``events.py`` with ``@event_schema``;
+producers validate on publish, consumers on receipt, and the AsyncAPI document
+is generated from the same schemas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from shared.config import SERVICES
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_]*$"
+
+
+class EnvelopeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Regexp(EVENT_TYPE_PATTERN))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True, format="iso")
+    producer = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    causation_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    data = fields.Dict(required=True)
+
+
+class EventError(Exception):
+    """A message that no retry can fix: it goes to the dead-letter queue with this reason."""
+
+
+class MalformedEvent(EventError):
+    pass
+
+
+class UnknownEvent(EventError):
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    version: int
+    occurred_at: dt.datetime
+    producer: str
+    correlation_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    version: int
+    schema: type[Schema]
+
+    @property
+    def producer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+class EventRegistry:
+    def __init__(self) -> None:
+        self._types: dict[tuple[str, int], EventType] = {}
+
+    def register(self, name: str, version: int, schema: type[Schema]) -> EventType:
+        if not __import__("re").match(EVENT_TYPE_PATTERN, name):
+            raise ValueError(f"event type {name!r} is not <service>.<entity>.<verb>")
+        key = (name, version)
+        existing = self._types.get(key)
+        if existing and existing.schema is not schema:
+            raise ValueError(f"{name} v{version} is registered twice")
+        self._types[key] = EventType(name, version, schema)
+        return self._types[key]
+
+    def get(self, name: str, version: int) -> EventType:
+        try:
+            return self._types[(name, version)]
+        except KeyError:
+            known = sorted(v for (n, v) in self._types if n == name)
+            if not known:
+                raise UnknownEvent(f"unknown event type {name!r}") from None
+            raise UnknownEvent(
+                f"unknown version {version} of {name}; known versions: {known}"
+            ) from None
+
+    def latest(self, name: str) -> EventType:
+        versions = [t for (n, _), t in self._types.items() if n == name]
+        if not versions:
+            raise UnknownEvent(f"unknown event type {name!r}")
+        return max(versions, key=lambda t: t.version)
+
+    def all(self) -> list[EventType]:
+        return sorted(self._types.values(), key=lambda t: (t.name, t.version))
+
+
+EVENTS = EventRegistry()
+
+
+def event_schema(name: str, version: int = 1):  # type: ignore[no-untyped-def]
+    """Class decorator: ``@event_schema("registry.family.registered", 1)`` on a marshmallow schema."""
+
+    def decorate(schema: type[Schema]) -> type[Schema]:
+        EVENTS.register(name, version, schema)
+        return schema
+
+    return decorate
+
+
+def load_all_event_types() -> EventRegistry:
+    """Import every service's ``events.py`` so that consumers know the producers' schemas."""
+    for service in SERVICES:
+        importlib.import_module(f"services.{service}.events")
+    return EVENTS
+
+
+def build_envelope(
+    name: str,
+    data: dict[str, Any],
+    *,
+    producer: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    version: int | None = None,
+    registry: EventRegistry = EVENTS,
+) -> dict[str, Any]:
+    """Validate ``data`` against the event's schema and wrap it; raises ValidationError."""
+    event_type = registry.get(name, version) if version else registry.latest(name)
+    if event_type.producer != producer:
+        raise ValueError(f"{producer} may not publish {name}")
+    schema = event_type.schema(unknown=RAISE)
+    payload = schema.dump(schema.load(data))
+    return {
+        "id": str(uuid.uuid4()),
+        "type": name,
+        "version": event_type.version,
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "producer": producer,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "data": payload,
+    }
+
+
+def parse_envelope(body: Any, registry: EventRegistry = EVENTS) -> Event:
+    """Decode and validate a received message; raises MalformedEvent or UnknownEvent."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedEvent("body is not UTF-8") from exc
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise MalformedEvent(f"body is not JSON: {exc.msg} at {exc.pos}") from exc
+    if not isinstance(body, dict):
+        raise MalformedEvent("body is not a JSON object")
+    try:
+        envelope = EnvelopeSchema().load(body)
+    except ValidationError as exc:
+        raise MalformedEvent(f"bad envelope: {_flatten(exc.messages)}") from exc
+    event_type = registry.get(envelope["type"], envelope["version"])
+    try:
+        data = event_type.schema(unknown=EXCLUDE).load(envelope["data"])
+    except ValidationError as exc:
+        raise MalformedEvent(
+            f"bad data for {envelope['type']} v{envelope['version']}: {_flatten(exc.messages)}"
+        ) from exc
+    return Event(
+        id=str(envelope["id"]),
+        type=envelope["type"],
+        version=envelope["version"],
+        occurred_at=envelope["occurred_at"],
+        producer=envelope["producer"],
+        correlation_id=envelope["correlation_id"],
+        causation_id=envelope["causation_id"],
+        data=data,
+    )
+
+
+def _flatten(messages: Any, prefix: str = "") -> str:
+    """Field paths and messages, never the offending values (they may be personal data)."""
+    if isinstance(messages, dict):
+        return "; ".join(_flatten(v, f"{prefix}{k}.") for k, v in messages.items())
+    if isinstance(messages, list):
+        if all(isinstance(m, str) for m in messages):
+            return f"{prefix.rstrip('.')}: {' '.join(messages)}"
+        return "; ".join(_flatten(m, prefix) for m in messages)
+    return f"{prefix.rstrip('.')}: {messages}"

@@ -1,0 +1,360 @@
+"""The consumer base: every service's worker handles its queue through this one class.
+
+A batch of deliveries is handled in one database transaction: each handler runs in
+a savepoint, its effect and the inbox row of the message id commit together, and
+only then are the deliveries acked (one ``multiple`` ack). A redelivered message
+finds its id in the inbox and has no second effect. A message that no retry can
+fix (malformed, unknown type or version) is dead-lettered with the reason at once;
+a handler failure goes through the back-off queues, then to the dead-letter queue.
+While the database is down the batch is held and retried, not burned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kombu import Connection, Consumer as KombuConsumer, Exchange, Message, Producer
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import utcnow
+from shared.events import EVENTS, Event, EventError, EventRegistry, UnknownEvent, parse_envelope
+from shared.faults import failpoint
+from shared.logging import correlated
+from shared.messaging.topology import RETRY_DELAYS_MS, Names, is_amqp, retry_queues, service_queue
+from shared.tables import InfrastructureTables
+
+log = logging.getLogger(__name__)
+
+HandlerFn = Callable[[Session, Event], None]
+
+ATTEMPT = "x-opora-attempt"
+RETRY_AT = "x-opora-retry-at"
+LAST_ERROR = "x-opora-last-error"
+DEAD_REASON = "x-opora-dead-reason"
+DEAD_AT = "x-opora-dead-at"
+DEAD_SERVICE = "x-opora-service"
+ORIGINAL_ROUTING_KEY = "x-opora-original-routing-key"
+
+MAX_ATTEMPTS = len(RETRY_DELAYS_MS) + 1
+
+
+class Handlers:
+    """The event handlers of one service; the queue's bindings are derived from them."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.settings: Any = None  # bound by the worker, for handlers that need a setting
+        self._handlers: dict[tuple[str, int], HandlerFn] = {}
+
+    def on(self, event_type: str, versions: Iterable[int] = (1,)) -> Callable[[HandlerFn], HandlerFn]:
+        def register(fn: HandlerFn) -> HandlerFn:
+            for version in versions:
+                self._handlers[(event_type, version)] = fn
+            return fn
+
+        return register
+
+    def routing_keys(self) -> list[str]:
+        return sorted({name for name, _ in self._handlers})
+
+    def handled(self) -> list[tuple[str, int]]:
+        return sorted(self._handlers)
+
+    def find(self, event: Event) -> HandlerFn:
+        try:
+            return self._handlers[(event.type, event.version)]
+        except KeyError:
+            versions = sorted(v for (n, v) in self._handlers if n == event.type)
+            raise UnknownEvent(
+                f"{self.service} has no handler for {event.type} v{event.version}"
+                + (f"; it handles versions {versions}" if versions else "")
+            ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+class Consumer:
+    def __init__(
+        self,
+        service: str,
+        handlers: Handlers,
+        sessions: sessionmaker[Session],
+        tables: InfrastructureTables,
+        connect: Callable[[], Connection],
+        names: Names,
+        *,
+        batch_size: int = 100,
+        prefetch: int = 200,
+        flush_interval: float = 0.05,
+        registry: EventRegistry = EVENTS,
+    ) -> None:
+        self.service = service
+        self.handlers = handlers
+        self.sessions = sessions
+        self.tables = tables
+        self.connect = connect
+        self.names = names
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.flush_interval = flush_interval
+        self.registry = registry
+        self._pending: list[Message] = []
+        self._stop = threading.Event()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None) -> None:
+        """Consume until ``stop`` is set (or, for tests and tools, after ``idle_exit`` idle seconds)."""
+        self._stop = stop or threading.Event()
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                with self.connect() as conn:
+                    conn.ensure_connection(max_retries=3)
+                    backoff = 0.5
+                    if self._consume(conn, idle_exit):
+                        return
+            except conn_errors() as exc:
+                log.warning("broker connection lost; reconnecting", extra={"error": _reason(exc)})
+                self._pending.clear()  # unacked: the broker redelivers them
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _consume(self, conn: Connection, idle_exit: float | None) -> bool:
+        queue = service_queue(self.names, self.service, self.handlers.routing_keys())
+        channel = conn.channel()
+        producer = Producer(conn.channel())
+        consumer = KombuConsumer(
+            channel, queues=[queue], on_message=self._pending.append, prefetch_count=self.prefetch
+        )
+        consumer.consume()
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            self._collect(conn)
+            if self._pending:
+                batch, self._pending = self._pending, []
+                self._process(batch, conn, producer)
+                idle_since = time.monotonic()
+            else:
+                conn.heartbeat_check()
+                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    return True
+        return True
+
+    def _collect(self, conn: Connection) -> None:
+        deadline = time.monotonic() + self.flush_interval
+        while len(self._pending) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                conn.drain_events(timeout=remaining)
+            except TimeoutError:
+                return
+
+    # --- one batch ------------------------------------------------------------------------------
+
+    def _process(self, batch: list[Message], conn: Connection, producer: Producer) -> None:
+        parsed: list[tuple[Message, Event, HandlerFn]] = []
+        dead: list[tuple[Message, str]] = []
+        for message in batch:
+            try:
+                event = parse_envelope(message.body, self.registry)
+                parsed.append((message, event, self.handlers.find(event)))
+            except EventError as exc:
+                dead.append((message, str(exc)))
+        failed = self._commit_with_retries(parsed, conn) if parsed else []
+        for message, reason in failed:
+            self._retry_or_dead_letter(producer, message, reason)
+        for message, reason in dead:
+            self._dead_letter(producer, message, reason)
+        self._ack(batch, conn)
+
+    def _commit_with_retries(
+        self, parsed: list[tuple[Message, Event, HandlerFn]], conn: Connection
+    ) -> list[tuple[Message, str]]:
+        backoff = 0.2
+        while True:
+            try:
+                return self._handle_batch(parsed)
+            except IntegrityError:
+                # Another consumer committed one of these ids first: the inbox now says so.
+                log.info("inbox race; handling the batch again")
+            except DBAPIError as exc:
+                if not _connection_lost(exc):
+                    raise
+                log.warning("database unavailable; holding the batch", extra={"error": type(exc).__name__})
+                if self._stop.wait(backoff):
+                    raise ConsumerStopped from exc
+                backoff = min(backoff * 2, 10.0)
+                conn.heartbeat_check()
+
+    def _handle_batch(self, parsed: list[tuple[Message, Event, HandlerFn]]) -> list[tuple[Message, str]]:
+        inbox = self.tables.inbox
+        failed: list[tuple[Message, str]] = []
+        with self.sessions() as session, session.begin():
+            ids = [event.id for _, event, _ in parsed]
+            seen = set(session.scalars(select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))))
+            handled: list[dict[str, Any]] = []
+            for message, event, handler in parsed:
+                if event.id in seen:
+                    log.info("duplicate delivery ignored", extra={"event_id": event.id, "event_type": event.type})
+                    continue
+                seen.add(event.id)
+                try:
+                    with correlated(event.correlation_id, event.id), session.begin_nested():
+                        handler(session, event)
+                except DBAPIError as exc:
+                    if _connection_lost(exc):
+                        raise
+                    failed.append((message, _reason(exc)))
+                    continue
+                except Exception as exc:
+                    log.warning(
+                        "handler failed",
+                        extra={"event_id": event.id, "event_type": event.type, "error": type(exc).__name__},
+                    )
+                    failed.append((message, _reason(exc)))
+                    continue
+                handled.append({"message_id": event.id, "event_type": event.type, "handled_at": utcnow()})
+            if handled:
+                session.execute(inbox.insert(), handled)
+            failpoint("consumer.before_commit")
+        failpoint("consumer.after_commit")
+        return failed
+
+    # --- retries and dead letters ---------------------------------------------------------------
+
+    def _retry_or_dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT, 1))
+        if attempt >= MAX_ATTEMPTS:
+            self._dead_letter(producer, message, f"gave up after {attempt} attempts: {reason}")
+            return
+        delay_ms = RETRY_DELAYS_MS[attempt - 1]
+        headers.update(
+            {
+                ATTEMPT: attempt + 1,
+                LAST_ERROR: reason,
+                RETRY_AT: time.time() + delay_ms / 1000,
+                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY)
+                or message.delivery_info.get("routing_key"),
+            }
+        )
+        route = self.names.retry_queue(self.service, attempt)
+        self._republish(producer, message, Exchange(self.names.retry, type="direct"), route, headers)
+
+    def _dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                DEAD_REASON: reason,
+                DEAD_AT: dt.datetime.now(dt.UTC).isoformat(),
+                DEAD_SERVICE: self.service,
+                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY)
+                or message.delivery_info.get("routing_key"),
+            }
+        )
+        log.warning(
+            "message dead-lettered",
+            extra={"message_id": message.properties.get("message_id"), "reason": reason[:200]},
+        )
+        self._republish(producer, message, Exchange(self.names.dlx, type="direct"), self.names.queue(self.service), headers)
+
+    def _republish(
+        self, producer: Producer, message: Message, exchange: Exchange, routing_key: str, headers: dict[str, Any]
+    ) -> None:
+        producer.publish(
+            message.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            delivery_mode=2,
+            message_id=message.properties.get("message_id"),
+            type=message.properties.get("type"),
+            declare=[],
+            retry=False,
+        )
+
+    def _ack(self, batch: list[Message], conn: Connection) -> None:
+        if is_amqp(conn):
+            last = max(batch, key=lambda m: m.delivery_tag)
+            last.channel.basic_ack(last.delivery_tag, multiple=True)
+        else:
+            for message in batch:
+                message.ack()
+
+
+class ConsumerStopped(Exception):
+    """Asked to stop while the database was down: deliveries stay unacked and come back."""
+
+
+def conn_errors() -> tuple[type[BaseException], ...]:
+    import amqp
+    import kombu.exceptions
+
+    return (OSError, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
+            kombu.exceptions.OperationalError, ConsumerStopped)
+
+
+class RetryPump:
+    """The embedded transport ignores message TTLs: move due retries back to the main queue."""
+
+    def __init__(self, service: str, connect: Callable[[], Connection], names: Names) -> None:
+        self.service = service
+        self.connect = connect
+        self.names = names
+
+    def run_once(self, conn: Connection) -> int:
+        moved = 0
+        channel = conn.channel()
+        producer = Producer(channel)
+        try:
+            for queue in retry_queues(self.names, self.service):
+                bound = queue(channel)
+                while (message := bound.get(no_ack=False)) is not None:
+                    if float((message.headers or {}).get(RETRY_AT, 0)) > time.time():
+                        message.requeue()
+                        break
+                    producer.publish(
+                        message.body,
+                        exchange="",
+                        routing_key=self.names.queue(self.service),
+                        headers=dict(message.headers or {}),
+                        content_type=message.content_type,
+                        content_encoding=message.content_encoding,
+                        message_id=message.properties.get("message_id"),
+                        declare=[],
+                    )
+                    message.ack()
+                    moved += 1
+        finally:
+            channel.close()
+        return moved
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                with self.connect() as conn:
+                    while not stop.wait(interval):
+                        self.run_once(conn)
+            except Exception:
+                log.exception("retry pump failed; restarting")
+                stop.wait(1.0)

@@ -1,0 +1,281 @@
+"""The outbox relay: claims unsent rows, publishes them with windowed confirms, marks them sent.
+
+Several relays may run against one database: on PostgreSQL they claim rows with
+``FOR UPDATE SKIP LOCKED``. A relay killed mid-batch leaves its rows unsent, so
+another publishes them again; consumers' inboxes absorb the duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import select
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import amqp
+from kombu import Connection, Exchange, Producer
+from sqlalchemy import Row, select as sql_select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import utcnow
+from shared.faults import failpoint
+from shared.messaging.outbox import NOTIFY_CHANNEL
+from shared.messaging.topology import Names, is_amqp
+from shared.tables import InfrastructureTables
+
+log = logging.getLogger(__name__)
+
+
+class PublishTimeout(RuntimeError):
+    pass
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        tables: InfrastructureTables,
+        connect: Callable[[], Connection],
+        names: Names,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        confirm_timeout: float = 15.0,
+    ) -> None:
+        self.sessions = sessions
+        self.tables = tables
+        self.connect = connect
+        self.names = names
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.confirm_timeout = confirm_timeout
+        self._conn: Connection | None = None
+        self._channel: Any = None
+        self._outstanding: set[int] = set()
+        self._confirmed: set[int] = set()
+        self._rejected: set[int] = set()
+        self._last_tag = 0
+        self._listener: Any = None
+
+    # --- one batch ------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Publish one batch of due rows; returns how many were confirmed."""
+        outbox = self.tables.outbox
+        with self.sessions() as session, session.begin():
+            query = (
+                sql_select(outbox)
+                .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= utcnow())
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.execute(query))
+            if not rows:
+                return 0
+            try:
+                confirmed, rejected = self._publish(rows)
+            except Exception as exc:
+                self._drop_connection()
+                log.warning("relay could not publish", extra={"error": type(exc).__name__})
+                self._postpone(session, [r.id for r in rows], f"{type(exc).__name__}: {exc}")
+                return 0
+            failpoint("relay.before_mark_sent")
+            now = utcnow()
+            if confirmed:
+                session.execute(update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=now))
+            if rejected:
+                self._postpone(session, rejected, "broker refused (basic.nack)")
+            return len(confirmed)
+
+    def _postpone(self, session: Session, ids: list[int], error: str) -> None:
+        outbox = self.tables.outbox
+        for row_id in ids:
+            attempts = session.execute(
+                sql_select(outbox.c.attempts).where(outbox.c.id == row_id)
+            ).scalar_one()
+            delay = min(300.0, 2 ** min(attempts, 8)) * (0.5 + random.random())
+            session.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(
+                    attempts=attempts + 1,
+                    available_at=utcnow() + timedelta(seconds=delay),
+                    last_error=error[:1000],
+                )
+            )
+
+    def _publish(self, rows: list[Row[Any]]) -> tuple[list[int], list[int]]:
+        conn = self._connection()
+        if not is_amqp(conn):
+            producer = Producer(conn.default_channel)
+            for row in rows:
+                exchange = self.names.exchange(row.exchange)
+                producer.publish(
+                    row.body,
+                    exchange=Exchange(exchange, type="topic") if exchange else "",
+                    routing_key=row.routing_key,
+                    headers=dict(row.headers or {}),
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    message_id=row.event_id,
+                    type=row.event_type,
+                    declare=[],
+                )
+            return [row.id for row in rows], []
+        return self._publish_confirmed(rows)
+
+    def _publish_confirmed(self, rows: list[Row[Any]]) -> tuple[list[int], list[int]]:
+        """Publish the whole batch, then wait for the broker's confirms (a window, not one by one)."""
+        channel = self._channel
+        assert self._conn is not None
+        tag_to_id: dict[int, int] = {}
+        for row in rows:
+            message = amqp.Message(
+                row.body,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                message_id=row.event_id,
+                type=row.event_type,
+                application_headers=dict(row.headers or {}),
+            )
+            channel.basic_publish(message, exchange=self.names.exchange(row.exchange), routing_key=row.routing_key)
+            self._last_tag += 1
+            self._outstanding.add(self._last_tag)
+            tag_to_id[self._last_tag] = row.id
+        deadline = time.monotonic() + self.confirm_timeout
+        while not tag_to_id.keys() <= (self._confirmed | self._rejected):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishTimeout("no publisher confirm in time")
+            try:
+                self._conn.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:
+                continue
+        confirmed = [i for tag, i in tag_to_id.items() if tag in self._confirmed and tag not in self._rejected]
+        rejected = [i for tag, i in tag_to_id.items() if tag in self._rejected]
+        self._confirmed -= tag_to_id.keys()
+        self._rejected -= tag_to_id.keys()
+        return confirmed, rejected
+
+    # --- connection -----------------------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        conn = self.connect()
+        conn.ensure_connection(max_retries=1)
+        self._conn = conn
+        if is_amqp(conn):
+            channel = conn.connection.channel()
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._channel = channel
+            self._last_tag = 0
+            self._outstanding.clear()
+            self._confirmed.clear()
+            self._rejected.clear()
+        return conn
+
+    def _settled(self, delivery_tag: int, multiple: bool) -> set[int]:
+        tags = {t for t in self._outstanding if t <= delivery_tag} if multiple else {delivery_tag}
+        self._outstanding -= tags
+        return tags
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._confirmed |= self._settled(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._rejected |= self._settled(delivery_tag, multiple)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:
+                log.debug("closing a broken broker connection failed", exc_info=True)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                published = self.run_once()
+                backoff = 0.5
+            except Exception:
+                log.exception("relay iteration failed; retrying")
+                self._drop_connection()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if published < self.batch_size:
+                self._wait_for_work(stop)
+        self._drop_connection()
+        self._close_listener()
+
+    def _wait_for_work(self, stop: threading.Event) -> None:
+        """Sleep until the poll interval passes or PostgreSQL says a new row committed."""
+        listener = self._listen()
+        if listener is None:
+            stop.wait(self.poll_interval)
+            return
+        try:
+            ready, _, _ = select.select([listener], [], [], self.poll_interval)
+            if ready:
+                listener.poll()
+                listener.notifies.clear()
+        except Exception:
+            self._close_listener()
+
+    def _listen(self) -> Any:
+        if self._listener is not None:
+            return self._listener
+        engine: Engine = self.sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            return None
+        try:
+            raw = engine.raw_connection()
+            dbapi = raw.driver_connection
+            raw.detach()
+            dbapi.autocommit = True
+            dbapi.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._listener = _Listener(dbapi)
+        except Exception:
+            log.debug("LISTEN unavailable; polling", exc_info=True)
+            return None
+        return self._listener
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.conn.close()
+            except Exception:
+                log.debug("closing the LISTEN connection failed", exc_info=True)
+
+
+class _Listener:
+    """A psycopg connection in LISTEN mode, usable with select()."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.notifies: list[Any] = []
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def poll(self) -> None:
+        # Reading any pending notifications empties the socket buffer.
+        for notify in self.conn.notifies(timeout=0, stop_after=1000):
+            self.notifies.append(notify)

@@ -1,0 +1,267 @@
+"""The foundation's promises on the real RabbitMQ and PostgreSQL.
+
+A registry write's event reaches the notifications worker (a message for the
+district coordinator) and the raids worker (its family read model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pika
+import pytest
+from conftest import System, add_coordinator, family_payload
+from sqlalchemy import func, select, text
+
+from services.notifications.models import Message
+from services.raids.models import KnownFamily
+from shared.messaging.dlq import list_dead_letters
+
+pytestmark = pytest.mark.integration
+
+
+def register(system: System, surname: str = "Иванова") -> str:
+    response = system.client("registry").post("/families", json=family_payload(surname))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def messages_for(system: System, family_number_or_event: str | None = None) -> list[Message]:
+    with system.session("notifications") as session:
+        return list(session.scalars(select(Message)))
+
+
+def outbox_event_id(system: System, family_id: str) -> str:
+    with system.session("registry") as session:
+        rows = session.execute(text("SELECT event_id, body FROM outbox")).all()
+    return next(r.event_id for r in rows if json.loads(r.body)["data"]["family_id"] == family_id)
+
+
+def raw_publish(system: System, body: bytes, routing_key: str = "registry.family.registered") -> None:
+    params = pika.URLParameters(system.broker_url)
+    connection = pika.BlockingConnection(params)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        f"{system.prefix}.events",
+        routing_key,
+        body,
+        pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=str(uuid.uuid4())),
+    )
+    connection.close()
+
+
+def dead_letters(system: System, service: str) -> list:
+    worker = system.worker(service)
+    with worker.connect() as conn:
+        return list_dead_letters(conn, worker.names, service)
+
+
+def test_event_travels_from_registry_to_notifications_and_raids(system: System) -> None:
+    add_coordinator(system)
+    family_id = register(system, "Петрова")
+    assert system.relay("registry") == 1
+    system.consume("notifications")
+    system.consume("raids")
+
+    [message] = messages_for(system)
+    assert message.source_event_id == outbox_event_id(system, family_id)
+    assert message.address == "coordinator@district.test"
+    assert "Петрова" not in (message.subject or "") and "Петрова" not in (message.body or "")
+    with system.session("raids") as session:
+        known = session.get(KnownFamily, family_id)
+        assert known is not None and known.display_name == "Петрова"
+
+
+def test_rolled_back_transaction_publishes_nothing(system: System) -> None:
+    from services.registry.domain import register_family
+    from services.registry.schemas import FamilyIn
+
+    add_coordinator(system)
+    with system.session("registry") as session:
+        session.begin()
+        register_family(session, FamilyIn().load(family_payload("Сидорова")))
+        session.flush()
+        session.rollback()
+    assert system.relay("registry") == 0
+    system.consume("notifications")
+    assert messages_for(system) == []
+    with system.session("registry") as session:
+        assert session.scalar(text("SELECT count(*) FROM outbox")) == 0
+
+
+def test_same_message_delivered_twice_has_one_effect(system: System) -> None:
+    add_coordinator(system)
+    family_id = register(system)
+    system.relay("registry")
+    with system.session("registry") as session:
+        body = session.execute(text("SELECT body FROM outbox")).scalar_one()
+    raw_publish(system, body.encode())
+    raw_publish(system, body.encode())
+    system.consume("notifications")
+
+    assert len(messages_for(system)) == 1
+    with system.session("notifications") as session:
+        handled = session.scalar(text("SELECT count(*) FROM inbox WHERE message_id = :id"),
+                                 {"id": outbox_event_id(system, family_id)})
+    assert handled == 1
+    assert dead_letters(system, "notifications") == []
+
+
+def test_malformed_and_unknown_version_are_dead_lettered_and_later_messages_handled(system: System) -> None:
+    add_coordinator(system)
+    raw_publish(system, b"\x00 not json")
+    raw_publish(system, json.dumps({"id": "nope", "type": "registry.family.registered"}).encode())
+    envelope = {
+        "id": str(uuid.uuid4()),
+        "type": "registry.family.registered",
+        "version": 99,
+        "occurred_at": "2026-11-23T10:00:00+00:00",
+        "producer": "registry",
+        "correlation_id": "c-1",
+        "causation_id": None,
+        "data": {},
+    }
+    raw_publish(system, json.dumps(envelope).encode())
+    register(system)
+    system.relay("registry")
+    system.consume("notifications")
+
+    reasons = sorted(letter.reason for letter in dead_letters(system, "notifications"))
+    assert len(reasons) == 3, reasons
+    assert any("not UTF-8" in r or "not JSON" in r for r in reasons)
+    assert any("bad envelope" in r and "id" in r for r in reasons)
+    assert any("unknown version 99" in r for r in reasons)
+    assert len(messages_for(system)) == 1  # the good message behind them was handled
+
+
+def test_dead_letters_can_be_replayed(system: System) -> None:
+    """A message dead-lettered for a missing handler version comes back when replayed."""
+    from shared.messaging.dlq import replay
+
+    add_coordinator(system)
+    raw_publish(system, b"{}")
+    system.consume("notifications")
+    assert len(dead_letters(system, "notifications")) == 1
+    worker = system.worker("notifications")
+    with worker.connect(confirm_publish=True) as conn:
+        assert replay(conn, worker.names, "notifications") == 1
+    system.consume("notifications")
+    [letter] = dead_letters(system, "notifications")  # still malformed: back in the DLQ, nothing lost
+    assert "bad envelope" in letter.reason
+
+
+@pytest.mark.fault
+def test_broker_stopped_while_writes_happen(system: System) -> None:
+    rabbitmqctl = _rabbitmqctl_or_skip(system)
+    add_coordinator(system)
+    ids = []
+    subprocess.run([rabbitmqctl, "stop_app"], check=True, capture_output=True, timeout=120)
+    try:
+        for i in range(20):
+            ids.append(register(system, f"Семёнова{i}"))
+        assert system.worker("registry").relay.run_once() == 0  # nothing leaves, nothing is lost
+        ready = system.client("registry").get("/readyz")
+        assert ready.status_code == 503
+    finally:
+        subprocess.run([rabbitmqctl, "start_app"], check=True, capture_output=True, timeout=180)
+    _wait_for_broker(system)
+    assert system.relay("registry") == 20
+    system.consume("notifications", idle=1.0)
+    sources = {m.source_event_id for m in messages_for(system)}
+    assert sources == {outbox_event_id(system, family_id) for family_id in ids}
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("point", ["consumer.before_commit", "consumer.after_commit"])
+def test_consumer_killed_mid_message_has_its_effect_once(system: System, tmp_path, point: str) -> None:
+    add_coordinator(system)
+    family_id = register(system)
+    assert system.relay("registry") == 1
+    marker = tmp_path / "killed"
+    env = {**os.environ, **system.env(OPORA_FAILPOINTS=f"{point}=kill-once:{marker}")}
+    first = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker", "notifications"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert first.wait(timeout=60) == -signal.SIGKILL
+    assert marker.exists()
+    expected_committed = 1 if point == "consumer.after_commit" else 0
+    assert len(messages_for(system)) == expected_committed
+
+    second = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker", "notifications"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with system.session("notifications") as session:
+                if session.scalar(text("SELECT count(*) FROM inbox")):
+                    break
+            time.sleep(0.2)
+        time.sleep(1.0)  # a second effect, if there were one, would land now
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    messages = messages_for(system)
+    assert len(messages) == 1
+    assert messages[0].source_event_id == outbox_event_id(system, family_id)
+    assert dead_letters(system, "notifications") == []
+
+
+def _rabbitmqctl_or_skip(system: System) -> str:
+    import shutil
+
+    from conftest import REQUIRE
+
+    path = shutil.which("rabbitmqctl")
+    local = "127.0.0.1" in system.broker_url or "localhost" in system.broker_url
+    if not path or not local:
+        reason = "stopping the broker needs a local RabbitMQ and rabbitmqctl"
+        if REQUIRE:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def _wait_for_broker(system: System, timeout: float = 60) -> None:
+    from shared.messaging.broker import broker_reachable
+
+    deadline = time.monotonic() + timeout
+    while not broker_reachable(system.settings("registry")):
+        assert time.monotonic() < deadline, "broker did not come back"
+        time.sleep(0.5)
+
+
+def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> None:
+    """Two relays on one database: every event published, none twice (SKIP LOCKED)."""
+    import threading
+
+    from shared.messaging.relay import OutboxRelay
+
+    for i in range(60):
+        register(system, f"Орлова{i}")
+    worker = system.worker("registry")
+    relays = [
+        OutboxRelay(worker.sessions, worker.tables, worker.connect, worker.names, batch_size=7) for _ in range(2)
+    ]
+    counts = [0, 0]
+
+    def drain(index: int) -> None:
+        while published := relays[index].run_once():
+            counts[index] += published
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for relay in relays:
+        relay._drop_connection()
+    assert sum(counts) == 60
+    with system.session("registry") as session:
+        assert session.scalar(select(func.count()).select_from(worker.tables.outbox).where(
+            worker.tables.outbox.c.sent_at.is_(None))) == 0
