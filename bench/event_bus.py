@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import cProfile
 import datetime as dt
+import faulthandler
 import io
 import json
 import logging
@@ -90,7 +91,9 @@ def make_bodies(n: int) -> list[tuple[str, bytes]]:
 
     bodies = []
     for i in range(n):
-        envelope = build_envelope(EVENT, family_data(i), producer="registry", correlation_id="bench")
+        envelope = build_envelope(
+            EVENT, family_data(i), producer="registry", correlation_id="bench"
+        )
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
         bodies.append((envelope["id"], body))
     return bodies
@@ -160,7 +163,9 @@ class CpuProbe:
 
 
 def _child_setup(level: str = "WARNING") -> threading.Event:
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(processName)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(processName)s %(levelname)s %(name)s %(message)s"
+    )
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -219,7 +224,9 @@ def baseline_consumer(url: str, queue: str, n: int, ready: Any, results: Any) ->
     conn.close()
 
 
-def baseline_publisher(url: str, exchange: str, routing_key: str, n: int, window: int, results: Any) -> None:
+def baseline_publisher(
+    url: str, exchange: str, routing_key: str, n: int, window: int, results: Any
+) -> None:
     import pika
     from pika.spec import Basic
 
@@ -237,7 +244,12 @@ def baseline_publisher(url: str, exchange: str, routing_key: str, n: int, window
         for event_id, _ in bodies
     ]
     st: dict[str, Any] = {
-        "next": 0, "confirmed": 0, "nacked": 0, "t_start": None, "t_done": None, "error": None,
+        "next": 0,
+        "confirmed": 0,
+        "nacked": 0,
+        "t_start": None,
+        "t_done": None,
+        "error": None,
     }
     pending: deque[int] = deque()  # delivery tags in publish order
     singles: set[int] = set()  # confirmed one by one while an older tag is still pending
@@ -275,7 +287,9 @@ def baseline_publisher(url: str, exchange: str, routing_key: str, n: int, window
 
     def on_channel(channel: Any) -> None:
         st["channel"] = channel
-        channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: publish_more())
+        channel.confirm_delivery(
+            ack_nack_callback=on_confirm, callback=lambda _frame: publish_more()
+        )
 
     def on_open(connection: Any) -> None:
         connection.channel(on_open_callback=on_channel)
@@ -297,7 +311,9 @@ def baseline_publisher(url: str, exchange: str, routing_key: str, n: int, window
     )
     st["connection"] = connection
     connection.ioloop.start()
-    results.put(("publisher", {k: st[k] for k in ("confirmed", "nacked", "t_start", "t_done", "error")}))
+    results.put(
+        ("publisher", {k: st[k] for k in ("confirmed", "nacked", "t_start", "t_done", "error")})
+    )
 
 
 def relay_process(env: dict[str, str], ready: Any, go: Any, profile_path: str | None) -> None:
@@ -408,7 +424,9 @@ def declare_baseline(broker_url: str, prefix: str) -> tuple[str, str]:
     names = Names(prefix)
     like = service_queue(names, "raids", [EVENT])  # the queue our consumer reads, as a template
     exchange_name, queue_name = _baseline_names(prefix)
-    exchange = Exchange(exchange_name, type="topic", durable=True, arguments={"alternate-exchange": names.unrouted})
+    exchange = Exchange(
+        exchange_name, type="topic", durable=True, arguments={"alternate-exchange": names.unrouted}
+    )
     queue = Queue(
         queue_name,
         bindings=[binding(exchange, routing_key=EVENT)],
@@ -450,7 +468,7 @@ def broker_version(broker_url: str) -> str:
 
     conn = pika.BlockingConnection(pika_params(broker_url))
     try:
-        props = conn._impl.server_properties  # noqa: SLF001
+        props = conn._impl.server_properties
         version = props.get("version", b"?")
         return version.decode() if isinstance(version, bytes) else str(version)
     finally:
@@ -464,12 +482,18 @@ def run_baseline(ctx: Any, broker_url: str, prefix: str, n: int) -> dict[str, An
     exchange, queue = declare_baseline(broker_url, prefix)
     results = ctx.Queue()
     ready = ctx.Event()
-    consumer = ctx.Process(target=baseline_consumer, args=(broker_url, queue, n, ready, results), name="baseline-consumer")
+    consumer = ctx.Process(
+        target=baseline_consumer,
+        args=(broker_url, queue, n, ready, results),
+        name="baseline-consumer",
+    )
     consumer.start()
     if not ready.wait(30):
         raise RuntimeError("baseline consumer did not start")
     publisher = ctx.Process(
-        target=baseline_publisher, args=(broker_url, exchange, EVENT, n, WINDOW, results), name="baseline-publisher"
+        target=baseline_publisher,
+        args=(broker_url, exchange, EVENT, n, WINDOW, results),
+        name="baseline-publisher",
     )
     publisher.start()
     probe: CpuProbe | None = None
@@ -553,11 +577,18 @@ def run_ours(
     watch = QueueWatch(broker_url)
     try:
         out["outbox_fill_s"] = round(fill_outbox(registry_sessions, n), 2)
-        body_bytes = _count(registry_engine, "SELECT coalesce(avg(octet_length(body)), 0)::int FROM outbox")
+        body_bytes = _count(
+            registry_engine, "SELECT coalesce(avg(octet_length(body)), 0)::int FROM outbox"
+        )
         out["envelope_bytes"] = body_bytes
 
-        profile = {k: str(profile_dir / f"{k}.prof") if profile_dir else None for k in ("relay", "consumer")}
-        consumer = ctx.Process(target=consumer_process, args=(env, profile["consumer"]), name="raids-consumer")
+        profile = {
+            k: str(profile_dir / f"{k}.prof") if profile_dir else None
+            for k in ("relay", "consumer")
+        }
+        consumer = ctx.Process(
+            target=consumer_process, args=(env, profile["consumer"]), name="raids-consumer"
+        )
         consumer.start()
         procs.append(consumer)
         deadline = time.monotonic() + 60
@@ -566,7 +597,9 @@ def run_ours(
                 raise RuntimeError("the raids consumer did not start consuming")
             time.sleep(0.05)
         ready, go = ctx.Event(), ctx.Event()
-        relay = ctx.Process(target=relay_process, args=(env, ready, go, profile["relay"]), name="registry-relay")
+        relay = ctx.Process(
+            target=relay_process, args=(env, ready, go, profile["relay"]), name="registry-relay"
+        )
         relay.start()
         procs.append(relay)
         if not ready.wait(60):
@@ -584,14 +617,23 @@ def run_ours(
             time.sleep(POLL)
             now = time.monotonic()
             handled = _count(raids_engine, "SELECT count(*) FROM inbox")
-            if t_relay_done is None and _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0:
+            if (
+                t_relay_done is None
+                and _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+                == 0
+            ):
                 t_relay_done = now
             with contextlib.suppress(Exception):
                 max_depth = max(max_depth, watch.depth(raids_queue)[0])
             if verbose and now - last_report >= 1.0:
                 last_report = now
-                unsent = _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-                print(f"  t={now - t0:6.1f}s handled={handled} unsent={unsent} queue={max_depth}", file=sys.stderr)
+                unsent = _count(
+                    registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+                )
+                print(
+                    f"  t={now - t0:6.1f}s handled={handled} unsent={unsent} queue={max_depth}",
+                    file=sys.stderr,
+                )
             if handled >= n:
                 t_end = now
                 break
@@ -610,15 +652,22 @@ def run_ours(
 
         # --- checks ---
         deadline = time.monotonic() + 10
-        while _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") and time.monotonic() < deadline:
+        while (
+            _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            and time.monotonic() < deadline
+        ):
             time.sleep(POLL)
         out["check"] = {
-            "outbox_unsent": _count(registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
+            "outbox_unsent": _count(
+                registry_engine, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+            ),
             "inbox_rows": _count(raids_engine, "SELECT count(*) FROM inbox"),
             "known_families": _count(raids_engine, "SELECT count(*) FROM known_families"),
         }
         out["check"]["ok"] = (
-            out["check"]["outbox_unsent"] == 0 and out["check"]["inbox_rows"] == n and out["check"]["known_families"] == n
+            out["check"]["outbox_unsent"] == 0
+            and out["check"]["inbox_rows"] == n
+            and out["check"]["known_families"] == n
         )
 
         # --- latency: one transaction per event at a steady rate, both processes running ---
@@ -635,7 +684,12 @@ def run_ours(
 
 
 def measure_latency(
-    sessions: Any, registry_engine: Any, raids_engine: Any, already: int, rate: float, seconds: float
+    sessions: Any,
+    registry_engine: Any,
+    raids_engine: Any,
+    already: int,
+    rate: float,
+    seconds: float,
 ) -> dict[str, Any]:
     from sqlalchemy import select
 
@@ -655,16 +709,31 @@ def measure_latency(
         else:
             late = max(late, -delay)
         with sessions() as session, session.begin():
-            ids.append(add_event(session, tables, EVENT, family_data(already + k), producer="registry")["id"])
+            ids.append(
+                add_event(session, tables, EVENT, family_data(already + k), producer="registry")[
+                    "id"
+                ]
+            )
     sent_for = time.monotonic() - t0
     deadline = time.monotonic() + 60
-    while _count(raids_engine, "SELECT count(*) FROM inbox") < already + total and time.monotonic() < deadline:
+    while (
+        _count(raids_engine, "SELECT count(*) FROM inbox") < already + total
+        and time.monotonic() < deadline
+    ):
         time.sleep(POLL)
     inbox, outbox = raids_tables.inbox, tables.outbox
     with raids_engine.connect() as conn:
-        handled = dict(conn.execute(select(inbox.c.message_id, inbox.c.handled_at).where(inbox.c.message_id.in_(ids))).all())
+        handled = dict(
+            conn.execute(
+                select(inbox.c.message_id, inbox.c.handled_at).where(inbox.c.message_id.in_(ids))
+            ).all()
+        )
     with registry_engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.event_id, outbox.c.body, outbox.c.sent_at).where(outbox.c.event_id.in_(ids))).all()
+        rows = conn.execute(
+            select(outbox.c.event_id, outbox.c.body, outbox.c.sent_at).where(
+                outbox.c.event_id.in_(ids)
+            )
+        ).all()
     end_to_end, relay_leg = [], []
     for event_id, body, sent_at in rows:
         occurred = dt.datetime.fromisoformat(json.loads(body)["occurred_at"])
@@ -709,14 +778,18 @@ def databases(admin_url: str, run: str) -> Iterator[dict[str, str]]:
             for service in SERVICES_USED:
                 name = f"opora_bench_{run}_{service}"
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                urls[service] = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+                urls[service] = (
+                    sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+                )
         for service, url in urls.items():
             db.upgrade(service, url)
         yield urls
     finally:
         with admin.connect() as conn:
             for url in urls.values():
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'))
+                conn.execute(
+                    sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+                )
         admin.dispose()
 
 
@@ -765,25 +838,49 @@ def report(results: dict[str, Any]) -> str:
         f"{'envelope size (bytes)':<34}{ours['envelope_bytes']:>12}",
         f"{'RabbitMQ / PostgreSQL':<34}{results['rabbitmq']:>12} / {results['postgresql']}",
         f"{'CPU s during ours (wall s)':<34}"
-        + "  ".join(f"{k.removesuffix('_cpu_s')} {v}" for k, v in ours["cpu"].items() if k.endswith("_cpu_s"))
+        + "  ".join(
+            f"{k.removesuffix('_cpu_s')} {v}"
+            for k, v in ours["cpu"].items()
+            if k.endswith("_cpu_s")
+        )
         + f"  (wall {ours['cpu']['wall_s']}, cores busy {ours['cpu']['cores_busy']})",
         "-" * 78,
-        "RESULT: " + ("meets target" if ratio >= TARGET else f"BELOW TARGET (ratio {ratio:.3f} < {TARGET})"),
+        "RESULT: "
+        + ("meets target" if ratio >= TARGET else f"BELOW TARGET (ratio {ratio:.3f} < {TARGET})"),
     ]
     if results.get("profiled"):
-        lines.append("NOTE: run under cProfile (--profile): throughput figures are inflated by the profiler")
+        lines.append(
+            "NOTE: run under cProfile (--profile): throughput figures are inflated by the profiler"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.event_bus", description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="N events per throughput phase (default 20000)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.event_bus", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="N events per throughput phase (default 20000)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s in the latency phase")
-    parser.add_argument("--latency-seconds", type=float, default=10.0, help="duration of the latency phase (0 skips)")
-    parser.add_argument("--profile", type=Path, help="cProfile the relay and consumer into this folder")
-    parser.add_argument("--verbose", action="store_true", help="progress of the timed phase every second")
-    parser.add_argument("--skip-baseline", action="store_true", help="diagnostics only: no baseline, no ratio")
+    parser.add_argument(
+        "--latency-rate", type=float, default=200.0, help="events/s in the latency phase"
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=10.0,
+        help="duration of the latency phase (0 skips)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile the relay and consumer into this folder"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="progress of the timed phase every second"
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="diagnostics only: no baseline, no ratio"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
@@ -830,10 +927,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"baseline: raw pika, {n} events ...", file=sys.stderr, flush=True)
                 results["baseline"] = run_baseline(ctx, broker_url, prefix, n)
-            print(f"ours: outbox relay + raids consumer, {n} events ...", file=sys.stderr, flush=True)
+            print(
+                f"ours: outbox relay + raids consumer, {n} events ...", file=sys.stderr, flush=True
+            )
             results["ours"] = run_ours(
-                ctx, env, db_urls, broker_url, prefix, n,
-                latency_rate=args.latency_rate, latency_seconds=args.latency_seconds, profile_dir=args.profile,
+                ctx,
+                env,
+                db_urls,
+                broker_url,
+                prefix,
+                n,
+                latency_rate=args.latency_rate,
+                latency_seconds=args.latency_seconds,
+                profile_dir=args.profile,
                 verbose=args.verbose,
             )
     finally:
@@ -841,7 +947,9 @@ def main(argv: list[str] | None = None) -> int:
             delete_namespace(broker_url, prefix)
     results["total_s"] = round(time.monotonic() - started, 1)
     if results["baseline"]:
-        results["ratio"] = round(results["ours"]["events_per_s"] / results["baseline"]["events_per_s"], 3)
+        results["ratio"] = round(
+            results["ours"]["events_per_s"] / results["baseline"]["events_per_s"], 3
+        )
         results["below_target"] = results["ratio"] < TARGET
         print(report(results))
     else:

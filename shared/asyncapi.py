@@ -16,9 +16,14 @@ def _json_schema(converter: Any, schema: Any) -> dict[str, Any]:
     return dict(converter.schema2jsonschema(schema))
 
 
+def _inline(_schema: Any) -> str:
+    """Nested schemas inline, so each message reads on its own."""
+    return ""
+
+
 def build_asyncapi(prefix: str = "opora") -> dict[str, Any]:
     registry = load_all_event_types()
-    plugin = MarshmallowPlugin(schema_name_resolver=lambda _schema: None)
+    plugin = MarshmallowPlugin(schema_name_resolver=_inline)
     APISpec("opora-events", "1", "3.0.3", plugins=[plugin])
     converter = plugin.converter
     assert converter is not None
@@ -40,8 +45,16 @@ def build_asyncapi(prefix: str = "opora") -> dict[str, Any]:
             event_type.name,
             {
                 "description": f"Routing key {event_type.name} on the topic exchange {names.events}",
-                "subscribe": {"operationId": event_type.name.replace(".", "_"), "message": {"oneOf": []}},
-                "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": names.events, "type": "topic", "durable": True}}},
+                "subscribe": {
+                    "operationId": event_type.name.replace(".", "_"),
+                    "message": {"oneOf": []},
+                },
+                "bindings": {
+                    "amqp": {
+                        "is": "routingKey",
+                        "exchange": {"name": names.events, "type": "topic", "durable": True},
+                    }
+                },
             },
         )
         channel["subscribe"]["message"]["oneOf"].append(

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shared.config import DEFAULT_PORTS, SERVICES, load_settings
+from shared.config import DEFAULT_PORTS, SERVICES, ConfigError, load_settings
 
 service_arg = click.argument("service", type=click.Choice(SERVICES))
 
@@ -25,7 +25,11 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:
+        click.echo(f"opora: {exc}", err=True)
+        sys.exit(2)
 
 
 def _logging(service: str) -> None:
@@ -40,7 +44,9 @@ def _logging(service: str) -> None:
 @cli.command()
 @service_arg
 @click.option("--bind", default=None, help="HOST:PORT (default 127.0.0.1:<service port>)")
-@click.option("--workers", type=int, default=None, help="gunicorn workers (default WEB_CONCURRENCY)")
+@click.option(
+    "--workers", type=int, default=None, help="gunicorn workers (default WEB_CONCURRENCY)"
+)
 def web(service: str, bind: str | None, workers: int | None) -> None:
     """Serve a service's HTTP API with gunicorn."""
     from gunicorn.app.base import BaseApplication
@@ -80,7 +86,9 @@ def up(no_demo: bool) -> None:
     os.environ.setdefault("OPORA_MODE", "embedded")
     settings = load_settings("registry")
     if not settings.embedded:
-        raise click.ClickException("`opora up` is the embedded mode; in production run web and worker per service")
+        raise click.ClickException(
+            "`opora up` is the embedded mode; in production run web and worker per service"
+        )
     from shared import db
 
     for service in SERVICES:
@@ -118,7 +126,9 @@ def up(no_demo: bool) -> None:
         time.sleep(1)
         for name, proc in list(children.items()):
             if proc.poll() is not None and not stopping:
-                click.echo(f"{name} exited with {proc.returncode}; restarting (see {logs / (name + '.log')})")
+                click.echo(
+                    f"{name} exited with {proc.returncode}; restarting (see {logs / (name + '.log')})"
+                )
                 start(name, commands[name])
     click.echo("stopping...")
     for proc in children.values():
@@ -134,11 +144,15 @@ def _print_welcome(data_dir: Path) -> None:
     click.echo("Opora is up (embedded mode: SQLite files, file-backed broker, no servers).")
     for service in SERVICES:
         port = DEFAULT_PORTS[service]
-        click.echo(f"  {service:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
+        click.echo(
+            f"  {service:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"
+        )
     click.echo(f"Data, logs and sent emails: {data_dir}")
     click.echo("Get a token:   opora token --role coordinator --sub demo-coordinator")
-    click.echo("Try:           curl -H \"Authorization: Bearer $(opora token --role coordinator)\" "
-               "http://127.0.0.1:8001/families")
+    click.echo(
+        'Try:           curl -H "Authorization: Bearer $(opora token --role coordinator)" '
+        "http://127.0.0.1:8001/families"
+    )
     click.echo("Stop with Ctrl-C.")
 
 
@@ -158,7 +172,7 @@ def db_upgrade(service: str | None, revision: str) -> None:
     from shared import db as database
 
     for name in [service] if service else SERVICES:
-        database.upgrade(name, load_settings(name).database_url, revision)
+        database.upgrade(name, load_settings(name, database_only=True).database_url, revision)
         click.echo(f"{name}: database at {revision}")
 
 
@@ -173,7 +187,9 @@ def db_revision(service: str, message: str) -> None:
 
     settings = load_settings(service)
     database.upgrade(service, settings.database_url)
-    command.revision(database.alembic_config(service, settings.database_url), message=message, autogenerate=True)
+    command.revision(
+        database.alembic_config(service, settings.database_url), message=message, autogenerate=True
+    )
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -243,7 +259,9 @@ def dlq_replay(service: str, message_ids: tuple[str, ...], replay_all: bool) -> 
 @click.option("--sub", "subject", default=None, help="the staff member's id (default demo-<role>)")
 @click.option("--name", default=None)
 @click.option("--ttl", type=int, default=8 * 3600, show_default=True)
-def token(roles: tuple[str, ...], agency: str | None, subject: str | None, name: str | None, ttl: int) -> None:
+def token(
+    roles: tuple[str, ...], agency: str | None, subject: str | None, name: str | None, ttl: int
+) -> None:
     """Print a development bearer token (embedded mode only)."""
     from shared.auth.tokens import issue_dev_token
 

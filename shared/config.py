@@ -144,8 +144,13 @@ def _dev_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def load_settings(service: str, env: dict[str, str] | None = None) -> Settings:
-    """Read the settings of ``service`` from ``env`` (default: ``os.environ``)."""
+def load_settings(
+    service: str, env: dict[str, str] | None = None, *, database_only: bool = False
+) -> Settings:
+    """Read the settings of ``service`` from ``env`` (default: ``os.environ``).
+
+    ``database_only``: for migrations, which need no broker and no token settings.
+    """
     if service not in SERVICES:
         raise ConfigError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     env = dict(os.environ if env is None else env)
@@ -166,8 +171,11 @@ def load_settings(service: str, env: dict[str, str] | None = None) -> Settings:
         database_url = database_url or f"sqlite:///{data_dir / (service + '.db')}"
         broker_url = broker_url or default_broker_url(data_dir)
     else:
-        missing = [name for name, value in ((db_var, database_url), ("BROKER_URL", broker_url)) if not value]
-        if not (jwks_url or jwt_secret):
+        required = [(db_var, database_url)]
+        if not database_only:
+            required.append(("BROKER_URL", broker_url))
+        missing = [name for name, value in required if not value]
+        if not (jwks_url or jwt_secret or database_only):
             missing.append("OPORA_JWKS_URL")
         if missing:
             raise ConfigError("production mode needs " + ", ".join(missing))
@@ -192,7 +200,9 @@ def load_settings(service: str, env: dict[str, str] | None = None) -> Settings:
         jwt_issuer=env.get("OPORA_JWT_ISSUER") or None,
         jwt_audience=env.get("OPORA_JWT_AUDIENCE") or None,
         log_level=(env.get("OPORA_LOG_LEVEL") or "INFO").upper(),
-        public_url=(env.get("OPORA_PUBLIC_URL") or f"http://127.0.0.1:{DEFAULT_PORTS[service]}").rstrip("/"),
+        public_url=(
+            env.get("OPORA_PUBLIC_URL") or f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
+        ).rstrip("/"),
         smtp=smtp,
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
     )

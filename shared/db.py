@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -58,15 +58,6 @@ class UUIDString(TypeDecorator[str]):
 
     impl = String(36)
     cache_ok = True
-
-
-def make_base() -> type[DeclarativeBase]:
-    """A declarative base with its own metadata: one per service, one database per service."""
-
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-    return Base
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -114,6 +105,7 @@ def is_postgres(bind: Engine | Session) -> bool:
 
 # --- Alembic, one history per service ----------------------------------------------------------
 
+
 def migrations_dir(service: str) -> Path:
     import importlib
 
@@ -144,7 +136,9 @@ def run_migrations_from_env(metadata: MetaData) -> None:
     cfg = context.config
     url = cfg.get_main_option("sqlalchemy.url")
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
+        context.configure(
+            url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -158,6 +152,9 @@ def run_migrations_from_env(metadata: MetaData) -> None:
                 compare_type=True,
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Several pods may migrate at once: one at a time, the others then find head.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
                 context.run_migrations()
     finally:
         engine.dispose()

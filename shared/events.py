@@ -11,6 +11,7 @@ import datetime as dt
 import importlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,9 @@ class EnvelopeSchema(Schema):
     occurred_at = fields.AwareDateTime(required=True, format="iso")
     producer = fields.String(required=True, validate=validate.Length(min=1, max=60))
     correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    causation_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    causation_id = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=64)
+    )
     data = fields.Dict(required=True)
 
 
@@ -108,7 +111,7 @@ class EventRegistry:
 EVENTS = EventRegistry()
 
 
-def event_schema(name: str, version: int = 1):  # type: ignore[no-untyped-def]
+def event_schema(name: str, version: int = 1) -> Callable[[type[Schema]], type[Schema]]:
     """Class decorator: ``@event_schema("registry.family.registered", 1)`` on a marshmallow schema."""
 
     def decorate(schema: type[Schema]) -> type[Schema]:

@@ -18,16 +18,17 @@ from pythonjsonlogger.json import JsonFormatter
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
-causation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("causation_id", default=None)
+causation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "causation_id", default=None
+)
 
 
 def current_correlation_id() -> str:
-    """The correlation id in force, or a new one for work that starts here."""
-    value = correlation_id.get()
-    if value is None:
-        value = str(uuid.uuid4())
-        correlation_id.set(value)
-    return value
+    """The correlation id in force, or a new one for work that starts here.
+
+    Never sets the variable: only ``correlated`` scopes do, so nothing leaks between units of work.
+    """
+    return correlation_id.get() or str(uuid.uuid4())
 
 
 @contextlib.contextmanager

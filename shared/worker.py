@@ -6,10 +6,12 @@ their own URLs and drive its parts directly.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.events import load_all_event_types
+from shared.logging import correlated
 from shared.messaging import broker
 from shared.messaging.consumer import Consumer, Handlers, RetryPump
 from shared.messaging.relay import OutboxRelay
@@ -58,7 +61,9 @@ def housekeeping(ctx: JobContext) -> None:
         session.execute(delete(t.outbox).where(t.outbox.c.sent_at < now - SENT_OUTBOX_RETENTION))
         session.execute(delete(t.inbox).where(t.inbox.c.handled_at < now - INBOX_RETENTION))
         session.execute(
-            delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < now - IDEMPOTENCY_RETENTION)
+            delete(t.idempotency_keys).where(
+                t.idempotency_keys.c.created_at < now - IDEMPOTENCY_RETENTION
+            )
         )
 
 
@@ -73,11 +78,16 @@ class Worker:
     def __post_init__(self) -> None:
         service = self.settings.service
         load_all_event_types()
-        self.tables: InfrastructureTables = importlib.import_module(f"services.{service}.models").tables
+        self.tables: InfrastructureTables = importlib.import_module(
+            f"services.{service}.models"
+        ).tables
         handlers_module = importlib.import_module(f"services.{service}.handlers")
         self.handlers: Handlers = handlers_module.handlers
         self.handlers.settings = self.settings
-        self.jobs: list[Job] = [Job("housekeeping", 3600, housekeeping), *getattr(handlers_module, "jobs", [])]
+        self.jobs: list[Job] = [
+            Job("housekeeping", 3600, housekeeping),
+            *getattr(handlers_module, "jobs", []),
+        ]
         self.engine = self.engine or make_engine(self.settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.names = Names(self.settings.broker_prefix)
@@ -89,7 +99,7 @@ class Worker:
             self.handlers,
             self.sessions,
             self.tables,
-            lambda: self.connect(confirm_publish=True),
+            self.confirmed_connection,
             self.names,
             batch_size=self.consumer_batch_size,
         )
@@ -97,6 +107,9 @@ class Worker:
 
     def connect(self, confirm_publish: bool = False) -> Connection:
         return broker.connect(self.settings, confirm_publish=confirm_publish)
+
+    def confirmed_connection(self) -> Connection:
+        return self.connect(confirm_publish=True)
 
     def declare(self) -> None:
         """Every service's queues, so nothing published before a consumer starts is unroutable."""
@@ -112,17 +125,20 @@ class Worker:
             pump = RetryPump(self.settings.service, self.connect, self.names)
             self._spawn("retry-pump", lambda: pump.run(stop))
         for job in self.jobs:
-            self._spawn(f"job-{job.name}", lambda job=job: self._run_job(job, stop))
+            self._spawn(f"job-{job.name}", functools.partial(self._run_job, job, stop))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=f"{self.settings.service}-{name}", daemon=True)
+        thread = threading.Thread(
+            target=target, name=f"{self.settings.service}-{name}", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
     def _run_job(self, job: Job, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                job.run(self.job_context)
+                with correlated(str(uuid.uuid4())):
+                    job.run(self.job_context)
             except Exception:
                 log.exception("job failed", extra={"job": job.name})
             stop.wait(job.every_seconds)

@@ -109,15 +109,19 @@ def pg_databases(postgres_admin_url: str) -> Iterator[dict[str, str]]:
         for service in SERVICES:
             name = f"opora_test_{run}_{service}"
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            urls[service] = sa.make_url(postgres_admin_url).set(database=name).render_as_string(
-                hide_password=False
+            urls[service] = (
+                sa.make_url(postgres_admin_url)
+                .set(database=name)
+                .render_as_string(hide_password=False)
             )
     for service, url in urls.items():
         db.upgrade(service, url)
     yield urls
     with admin.connect() as conn:
         for url in urls.values():
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'))
+            conn.execute(
+                sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+            )
     admin.dispose()
 
 
@@ -126,7 +130,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("=", "integration tests skipped", yellow=True)
         for reason in sorted(_skipped_reasons):
             terminalreporter.write_line(f"skipped: {reason}")
-        terminalreporter.write_line("Set OPORA_TEST_POSTGRES_URL / OPORA_TEST_BROKER_URL, or run Docker.")
+        terminalreporter.write_line(
+            "Set OPORA_TEST_POSTGRES_URL / OPORA_TEST_BROKER_URL, or run Docker."
+        )
 
 
 # --- a whole system, in one process, for integration and embedded tests -------------------------
@@ -135,7 +141,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 class System:
     """Apps and workers of all four services on the given databases and broker."""
 
-    def __init__(self, db_urls: dict[str, str], broker_url: str, prefix: str, data_dir: str) -> None:
+    def __init__(
+        self, db_urls: dict[str, str], broker_url: str, prefix: str, data_dir: str
+    ) -> None:
         self.db_urls = db_urls
         self.broker_url = broker_url
         self.prefix = prefix
@@ -173,14 +181,21 @@ class System:
 
         if service not in self._apps:
             module = importlib.import_module(f"services.{service}.app")
-            self._apps[service] = module.create_app(self.settings(service), engine=self.worker(service).engine)
+            self._apps[service] = module.create_app(
+                self.settings(service), engine=self.worker(service).engine
+            )
         return self._apps[service]
 
-    def token(self, role: str = "coordinator", agency: str | None = None, subject: str | None = None) -> str:
+    def token(
+        self, role: str = "coordinator", agency: str | None = None, subject: str | None = None
+    ) -> str:
         from shared.auth.tokens import issue_dev_token
 
         return issue_dev_token(
-            self.settings("registry"), subject=subject or f"test-{role}", roles=[role], agency_id=agency
+            self.settings("registry"),
+            subject=subject or f"test-{role}",
+            roles=[role],
+            agency_id=agency,
         )
 
     def client(self, service: str, role: str = "coordinator"):  # type: ignore[no-untyped-def]
@@ -210,7 +225,9 @@ class System:
             worker.engine.dispose()  # type: ignore[attr-defined]
 
 
-def family_payload(surname: str = "Иванова", district: str = "Тарногский район", **extra: object) -> dict:
+def family_payload(
+    surname: str = "Иванова", district: str = "Тарногский район", **extra: object
+) -> dict:
     payload = {
         "category": "risk_group",
         "address": {
@@ -221,7 +238,11 @@ def family_payload(surname: str = "Иванова", district: str = "Тарно�
             "house": "1",
         },
         "members": [
-            {"role": "mother", "full_name": f"{surname} Мария Петровна", "birth_date": "1990-05-01"},
+            {
+                "role": "mother",
+                "full_name": f"{surname} Мария Петровна",
+                "birth_date": "1990-05-01",
+            },
             {"role": "child", "full_name": f"{surname} Анна Ивановна", "birth_date": "2015-02-03"},
         ],
     }
@@ -267,11 +288,13 @@ def system(pg_databases: dict[str, str], amqp_url: str, tmp_path) -> Iterator[Sy
     """The real PostgreSQL and RabbitMQ, empty tables, and a broker namespace of this test's own."""
     from shared import db as database
 
-    for service, url in pg_databases.items():
+    for url in pg_databases.values():
         engine = database.make_engine(url)
         with engine.begin() as conn:
             rows = conn.execute(
-                sa.text("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
+                sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                )
             )
             names = [r[0] for r in rows]
             if names:

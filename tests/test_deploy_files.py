@@ -632,8 +632,8 @@ def test_k8s_probes_and_services(k8s_objects: list[tuple[str, dict[str, Any]]]) 
         if web is None or worker is None:
             problems.append(f"{s}: web or worker Deployment missing")
             continue
-        for _kind, c in pod_containers(web):
-            if _kind != "containers" or opora_args(container_argv(c)) is None:
+        for kind, c in pod_containers(web):
+            if kind != "containers" or opora_args(container_argv(c)) is None:
                 continue
             where = f"{s}-web/{c.get('name')}"
             ports = [p.get("containerPort") for p in c.get("ports") or []]
@@ -820,7 +820,7 @@ def test_k8s_containers_are_bounded_and_unprivileged(
         if obj["kind"] not in ("Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet"):
             continue
         pod = pod_spec(obj)
-        for _kind, c in pod_containers(obj):
+        for kind, c in pod_containers(obj):
             where = f"{file}: {obj['metadata']['name']}/{c.get('name')}"
             resources = c.get("resources") or {}
             requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
@@ -836,13 +836,14 @@ def test_k8s_containers_are_bounded_and_unprivileged(
                 problems.append(f"{where}: allowPrivilegeEscalation should be false")
             if security.get("readOnlyRootFilesystem"):
                 mounts = {m.get("mountPath") for m in c.get("volumeMounts") or []}
-                env = {e.get("name"): e.get("value") for e in c.get("env") or []}
+                env: dict[str, Any] = {}
                 for source in c.get("envFrom") or []:
                     env |= configmaps_data.get((source.get("configMapRef") or {}).get("name"), {})
+                env |= {e.get("name"): e.get("value") for e in c.get("env") or []}  # env wins
                 wanted = {"/tmp"} | {
                     env[v] for v in ("PROMETHEUS_MULTIPROC_DIR", "OPORA_DATA_DIR") if env.get(v)
                 }
-                if _kind == "initContainers":
+                if kind == "initContainers":
                     wanted -= {env.get("OPORA_DATA_DIR")}
                 for path in sorted(p for p in wanted - mounts if p):
                     problems.append(

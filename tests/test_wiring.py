@@ -14,7 +14,16 @@ from shared.events import load_all_event_types
 from shared.messaging.topology import system_bindings
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("app.py", "api.py", "schemas.py", "models.py", "domain.py", "handlers.py", "events.py", "migrations")
+ROOMS = (
+    "app.py",
+    "api.py",
+    "schemas.py",
+    "models.py",
+    "domain.py",
+    "handlers.py",
+    "events.py",
+    "migrations",
+)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -66,13 +75,19 @@ def test_migrations_match_the_models(service: str, tmp_path: Path) -> None:
     metadata = importlib.import_module(f"services.{service}.models").Base.metadata
     engine = db.make_engine(url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
     engine.dispose()
-    assert diff == [], f"models and migrations of {service} differ: run `opora db revision {service} -m ...`"
+    assert diff == [], (
+        f"models and migrations of {service} differ: run `opora db revision {service} -m ...`"
+    )
 
 
 def test_asyncapi_document_is_generated_from_the_schemas() -> None:
     from shared.asyncapi import render_asyncapi
 
     committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
-    assert committed == render_asyncapi(), "docs/asyncapi.yaml is stale: run `opora asyncapi --output docs/asyncapi.yaml`"
+    assert committed == render_asyncapi(), (
+        "docs/asyncapi.yaml is stale: run `opora asyncapi --output docs/asyncapi.yaml`"
+    )

@@ -14,7 +14,9 @@ from shared.auth.roles import ADMIN, COORDINATOR
 from shared.errors import NotFound
 from shared.http import db_session, paginate
 
-messages = Blueprint("messages", __name__, url_prefix="/messages", description="Emails and SMS and their state")
+messages = Blueprint(
+    "messages", __name__, url_prefix="/messages", description="Emails and SMS and their state"
+)
 
 
 @messages.route("", methods=["GET"])

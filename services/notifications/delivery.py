@@ -72,7 +72,11 @@ def deliver_queued(ctx: JobContext, limit: int = 50) -> int:
         )
         claimed = session.scalars(
             select(Message)
-            .where(Message.state == "queued", Message.channel == "email", Message.next_attempt_at <= now)
+            .where(
+                Message.state == "queued",
+                Message.channel == "email",
+                Message.next_attempt_at <= now,
+            )
             .order_by(Message.created_at)
             .limit(limit)
         ).all()
@@ -101,7 +105,10 @@ def deliver_queued(ctx: JobContext, limit: int = 50) -> int:
             except PermanentFailure as exc:
                 domain.mark_failed_attempt(message, str(exc), utcnow(), permanent=True)
             except (OSError, smtplib.SMTPException) as exc:
-                log.warning("email not sent; will retry", extra={"message_id": message.id, "error": type(exc).__name__})
+                log.warning(
+                    "email not sent; will retry",
+                    extra={"message_id": message.id, "error": type(exc).__name__},
+                )
                 domain.mark_failed_attempt(message, f"{type(exc).__name__}: {exc}", utcnow())
     return len(ids)
 

@@ -21,8 +21,11 @@ MAX_ATTEMPTS = 6
 def coordinators_for(session: Session, district: str) -> list[Recipient]:
     recipients = session.scalars(select(Recipient).where(Recipient.active.is_(True))).all()
     return [
-        r for r in recipients
-        if "coordinator" in (r.roles or []) and (not r.districts or district in r.districts) and r.email
+        r
+        for r in recipients
+        if "coordinator" in (r.roles or [])
+        and (not r.districts or district in r.districts)
+        and r.email
     ]
 
 
@@ -59,7 +62,9 @@ def mark_sent(message: Message, provider_message_id: str, now: dt.datetime) -> N
     message.last_error = None
 
 
-def mark_failed_attempt(message: Message, error: str, now: dt.datetime, permanent: bool = False) -> None:
+def mark_failed_attempt(
+    message: Message, error: str, now: dt.datetime, permanent: bool = False
+) -> None:
     """Back off exponentially with jitter; give up after MAX_ATTEMPTS or on a permanent refusal."""
     message.attempts += 1
     message.last_error = error[:500]
@@ -67,5 +72,5 @@ def mark_failed_attempt(message: Message, error: str, now: dt.datetime, permanen
         message.state = "failed"
         return
     message.state = "queued"
-    delay = min(3600.0, 5 * 2 ** message.attempts) * (0.5 + random.random())
+    delay = min(3600.0, 5 * 2**message.attempts) * (0.5 + random.random())
     message.next_attempt_at = now + dt.timedelta(seconds=delay)

@@ -23,5 +23,7 @@ class MessageSentV1(Schema):
     state = fields.String(required=True, validate=validate.OneOf(MESSAGE_STATES))
 
 
-def publish(session: Session, name: str, data: dict[str, Any], version: int | None = None) -> dict[str, Any]:
+def publish(
+    session: Session, name: str, data: dict[str, Any], version: int | None = None
+) -> dict[str, Any]:
     return add_event(session, tables, name, data, producer="notifications", version=version)

@@ -13,4 +13,6 @@ jobs = delivery_jobs
 
 @handlers.on("registry.family.registered")
 def family_registered(session: Session, event: Event) -> None:
-    domain.new_family_messages(session, event.id, event.type, event.data, handlers.settings.public_url)
+    domain.new_family_messages(
+        session, event.id, event.type, event.data, handlers.settings.public_url
+    )

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UTCDateTime, make_base, new_id, utcnow
+from shared.db import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from shared.tables import infrastructure_tables
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    """One metadata per service: each service has its own database."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
 tables = infrastructure_tables(Base.metadata)
 
 MESSAGE_STATES = ("queued", "sending", "sent", "delivered", "failed", "bounced")

@@ -14,7 +14,9 @@ from shared.auth.policy import require
 from shared.auth.roles import ADMIN, COORDINATOR, LEAD_SPECIALIST
 from shared.http import db_session, paginate
 
-families = Blueprint("families", __name__, url_prefix="/families", description="Families known to raids")
+families = Blueprint(
+    "families", __name__, url_prefix="/families", description="Families known to raids"
+)
 
 
 @families.route("", methods=["GET"])
@@ -28,5 +30,12 @@ def list_known_families(args: dict[str, Any]) -> Any:
     if args.get("district"):
         stmt = stmt.where(KnownFamily.district == args["district"])
     page = paginate(session, stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(session, tables, action="list", entity="known_family", entity_id=None, fields=["display_name"])
+    audit.record(
+        session,
+        tables,
+        action="list",
+        entity="known_family",
+        entity_id=None,
+        fields=["display_name"],
+    )
     return page

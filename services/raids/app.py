@@ -13,5 +13,9 @@ from shared.http import create_service_app
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     return create_service_app(
-        "raids", settings or load_settings("raids"), tables=tables, blueprints=[families], engine=engine
+        "raids",
+        settings or load_settings("raids"),
+        tables=tables,
+        blueprints=[families],
+        engine=engine,
     )

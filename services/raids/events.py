@@ -10,5 +10,7 @@ from services.raids.models import tables
 from shared.messaging.outbox import add_event
 
 
-def publish(session: Session, name: str, data: dict[str, Any], version: int | None = None) -> dict[str, Any]:
+def publish(
+    session: Session, name: str, data: dict[str, Any], version: int | None = None
+) -> dict[str, Any]:
     return add_event(session, tables, name, data, producer="raids", version=version)

@@ -12,5 +12,9 @@ from shared.http import create_service_app
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     return create_service_app(
-        "referrals", settings or load_settings("referrals"), tables=tables, blueprints=[], engine=engine
+        "referrals",
+        settings or load_settings("referrals"),
+        tables=tables,
+        blueprints=[],
+        engine=engine,
     )

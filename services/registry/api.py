@@ -16,7 +16,9 @@ from shared.auth.roles import ADMIN, COORDINATOR, LEAD_SPECIALIST
 from shared.errors import NotFound
 from shared.http import db_session, idempotent, paginate
 
-families = Blueprint("families", __name__, url_prefix="/families", description="The data bank of families")
+families = Blueprint(
+    "families", __name__, url_prefix="/families", description="The data bank of families"
+)
 
 CASEWORK = (LEAD_SPECIALIST, COORDINATOR, ADMIN)
 
@@ -30,7 +32,9 @@ def register_family(data: dict[str, Any]) -> Any:
     """Enter a family in the data bank."""
     session = db_session()
     family = domain.register_family(session, data)
-    audit.record(session, tables, action="create", entity="family", entity_id=family.id, family_id=family.id)
+    audit.record(
+        session, tables, action="create", entity="family", entity_id=family.id, family_id=family.id
+    )
     return family, 201, {"Location": f"/families/{family.id}"}
 
 
@@ -46,7 +50,14 @@ def list_families(args: dict[str, Any]) -> Any:
     if args.get("category"):
         stmt = stmt.where(Family.category == args["category"])
     page = paginate(session, stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(session, tables, action="list", entity="family", entity_id=None, fields=["number", "district"])
+    audit.record(
+        session,
+        tables,
+        action="list",
+        entity="family",
+        entity_id=None,
+        fields=["number", "district"],
+    )
     return page
 
 
@@ -58,5 +69,7 @@ def get_family(family_id: str) -> Any:
     family = session.get(Family, family_id)
     if family is None:
         raise NotFound(f"no family {family_id}")
-    audit.record(session, tables, action="read", entity="family", entity_id=family.id, family_id=family.id)
+    audit.record(
+        session, tables, action="read", entity="family", entity_id=family.id, family_id=family.id
+    )
     return family

@@ -13,5 +13,9 @@ from shared.http import create_service_app
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     return create_service_app(
-        "registry", settings or load_settings("registry"), tables=tables, blueprints=[families], engine=engine
+        "registry",
+        settings or load_settings("registry"),
+        tables=tables,
+        blueprints=[families],
+        engine=engine,
     )

@@ -31,9 +31,19 @@ def register_family(session: Session, data: dict[str, Any]) -> Family:
         number=f"F-{secrets.token_hex(4).upper()}",
         category=data["category"],
         notes=data.get("notes"),
-        **{key: address.get(key) for key in (
-            "region", "district", "settlement", "street", "house", "flat", "latitude", "longitude"
-        )},
+        **{
+            key: address.get(key)
+            for key in (
+                "region",
+                "district",
+                "settlement",
+                "street",
+                "house",
+                "flat",
+                "latitude",
+                "longitude",
+            )
+        },
     )
     family.members = [Member(position=i, **member) for i, member in enumerate(members)]
     session.add(family)

@@ -36,5 +36,7 @@ class FamilyRegisteredV1(Schema):
     family_version = fields.Integer(required=True)
 
 
-def publish(session: Session, name: str, data: dict[str, Any], version: int | None = None) -> dict[str, Any]:
+def publish(
+    session: Session, name: str, data: dict[str, Any], version: int | None = None
+) -> dict[str, Any]:
     return add_event(session, tables, name, data, producer="registry", version=version)

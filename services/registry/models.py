@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import Date, Float, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.db import UTCDateTime, make_base, new_id, utcnow
+from shared.db import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from shared.tables import infrastructure_tables
 
-Base = make_base()
+
+class Base(DeclarativeBase):
+    """One metadata per service: each service has its own database."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
 tables = infrastructure_tables(Base.metadata)
 
 CATEGORIES = ("sop", "risk_group", "tzhs")
@@ -45,7 +51,9 @@ class Member(Base):
     __tablename__ = "members"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(20))
     full_name: Mapped[str] = mapped_column(String(300))

@@ -29,7 +29,9 @@ class MemberIn(Schema):
 class FamilyIn(Schema):
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     address = fields.Nested(AddressIn, required=True)
-    members = fields.List(fields.Nested(MemberIn), required=True, validate=validate.Length(min=1, max=30))
+    members = fields.List(
+        fields.Nested(MemberIn), required=True, validate=validate.Length(min=1, max=30)
+    )
     notes = fields.String(load_default=None, validate=validate.Length(max=4000))
 
 
@@ -52,7 +54,16 @@ class FamilyOut(Schema):
     created_at = fields.DateTime()
 
     def _address(self, family: object) -> dict[str, object]:
-        keys = ("region", "district", "settlement", "street", "house", "flat", "latitude", "longitude")
+        keys = (
+            "region",
+            "district",
+            "settlement",
+            "street",
+            "house",
+            "flat",
+            "latitude",
+            "longitude",
+        )
         return {key: getattr(family, key) for key in keys}
 
 

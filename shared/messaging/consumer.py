@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kombu import Connection, Consumer as KombuConsumer, Exchange, Message, Producer
+from kombu import Connection, Exchange, Message, Producer
+from kombu import Consumer as KombuConsumer
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,7 +54,9 @@ class Handlers:
         self.settings: Any = None  # bound by the worker, for handlers that need a setting
         self._handlers: dict[tuple[str, int], HandlerFn] = {}
 
-    def on(self, event_type: str, versions: Iterable[int] = (1,)) -> Callable[[HandlerFn], HandlerFn]:
+    def on(
+        self, event_type: str, versions: Iterable[int] = (1,)
+    ) -> Callable[[HandlerFn], HandlerFn]:
         def register(fn: HandlerFn) -> HandlerFn:
             for version in versions:
                 self._handlers[(event_type, version)] = fn
@@ -198,22 +201,31 @@ class Consumer:
             except DBAPIError as exc:
                 if not _connection_lost(exc):
                     raise
-                log.warning("database unavailable; holding the batch", extra={"error": type(exc).__name__})
+                log.warning(
+                    "database unavailable; holding the batch", extra={"error": type(exc).__name__}
+                )
                 if self._stop.wait(backoff):
                     raise ConsumerStopped from exc
                 backoff = min(backoff * 2, 10.0)
                 conn.heartbeat_check()
 
-    def _handle_batch(self, parsed: list[tuple[Message, Event, HandlerFn]]) -> list[tuple[Message, str]]:
+    def _handle_batch(
+        self, parsed: list[tuple[Message, Event, HandlerFn]]
+    ) -> list[tuple[Message, str]]:
         inbox = self.tables.inbox
         failed: list[tuple[Message, str]] = []
         with self.sessions() as session, session.begin():
             ids = [event.id for _, event, _ in parsed]
-            seen = set(session.scalars(select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))))
+            seen = set(
+                session.scalars(select(inbox.c.message_id).where(inbox.c.message_id.in_(ids)))
+            )
             handled: list[dict[str, Any]] = []
             for message, event, handler in parsed:
                 if event.id in seen:
-                    log.info("duplicate delivery ignored", extra={"event_id": event.id, "event_type": event.type})
+                    log.info(
+                        "duplicate delivery ignored",
+                        extra={"event_id": event.id, "event_type": event.type},
+                    )
                     continue
                 seen.add(event.id)
                 try:
@@ -227,11 +239,17 @@ class Consumer:
                 except Exception as exc:
                     log.warning(
                         "handler failed",
-                        extra={"event_id": event.id, "event_type": event.type, "error": type(exc).__name__},
+                        extra={
+                            "event_id": event.id,
+                            "event_type": event.type,
+                            "error": type(exc).__name__,
+                        },
                     )
                     failed.append((message, _reason(exc)))
                     continue
-                handled.append({"message_id": event.id, "event_type": event.type, "handled_at": utcnow()})
+                handled.append(
+                    {"message_id": event.id, "event_type": event.type, "handled_at": utcnow()}
+                )
             if handled:
                 session.execute(inbox.insert(), handled)
             failpoint("consumer.before_commit")
@@ -257,7 +275,9 @@ class Consumer:
             }
         )
         route = self.names.retry_queue(self.service, attempt)
-        self._republish(producer, message, Exchange(self.names.retry, type="direct"), route, headers)
+        self._republish(
+            producer, message, Exchange(self.names.retry, type="direct"), route, headers
+        )
 
     def _dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
         headers = dict(message.headers or {})
@@ -274,10 +294,21 @@ class Consumer:
             "message dead-lettered",
             extra={"message_id": message.properties.get("message_id"), "reason": reason[:200]},
         )
-        self._republish(producer, message, Exchange(self.names.dlx, type="direct"), self.names.queue(self.service), headers)
+        self._republish(
+            producer,
+            message,
+            Exchange(self.names.dlx, type="direct"),
+            self.names.queue(self.service),
+            headers,
+        )
 
     def _republish(
-        self, producer: Producer, message: Message, exchange: Exchange, routing_key: str, headers: dict[str, Any]
+        self,
+        producer: Producer,
+        message: Message,
+        exchange: Exchange,
+        routing_key: str,
+        headers: dict[str, Any],
     ) -> None:
         producer.publish(
             message.body,
@@ -310,8 +341,13 @@ def conn_errors() -> tuple[type[BaseException], ...]:
     import amqp
     import kombu.exceptions
 
-    return (OSError, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
-            kombu.exceptions.OperationalError, ConsumerStopped)
+    return (
+        OSError,
+        amqp.exceptions.ConnectionError,
+        amqp.exceptions.ChannelError,
+        kombu.exceptions.OperationalError,
+        ConsumerStopped,
+    )
 
 
 class RetryPump:

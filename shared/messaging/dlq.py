@@ -54,12 +54,14 @@ def _as_dead_letter(message: Any) -> DeadLetter:
     )
 
 
-def list_dead_letters(conn: Connection, names: Names, service: str, limit: int = 1000) -> list[DeadLetter]:
+def list_dead_letters(
+    conn: Connection, names: Names, service: str, limit: int = 1000
+) -> list[DeadLetter]:
     channel = conn.channel()
     try:
         queue = dead_letter_queue(names, service)(channel)
         queue.declare()
-        result = []
+        result: list[DeadLetter] = []
         while len(result) < limit and (message := queue.get(no_ack=False)) is not None:
             result.append(_as_dead_letter(message))
         return result
@@ -67,7 +69,9 @@ def list_dead_letters(conn: Connection, names: Names, service: str, limit: int =
         channel.close()
 
 
-def replay(conn: Connection, names: Names, service: str, message_ids: set[str] | None = None) -> int:
+def replay(
+    conn: Connection, names: Names, service: str, message_ids: set[str] | None = None
+) -> int:
     """Send dead letters (all, or those ids) back to the service's queue with a fresh attempt count."""
     channel = conn.channel()
     producer = Producer(conn.channel())
@@ -108,4 +112,9 @@ def render(letter: DeadLetter) -> str:
         body: Any = json.loads(letter.body)
     except ValueError:
         body = letter.body.decode("utf-8", "replace")
-    return json.dumps({**letter.summary(), "headers": letter.headers, "body": body}, ensure_ascii=False, indent=2, default=str)
+    return json.dumps(
+        {**letter.summary(), "headers": letter.headers, "body": body},
+        ensure_ascii=False,
+        indent=2,
+        default=str,
+    )

@@ -18,7 +18,8 @@ from typing import Any
 
 import amqp
 from kombu import Connection, Exchange, Producer
-from sqlalchemy import Row, select as sql_select, update
+from sqlalchemy import Row, update
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,7 +90,9 @@ class OutboxRelay:
             failpoint("relay.before_mark_sent")
             now = utcnow()
             if confirmed:
-                session.execute(update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=now))
+                session.execute(
+                    update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=now)
+                )
             if rejected:
                 self._postpone(session, rejected, "broker refused (basic.nack)")
             return len(confirmed)
@@ -147,7 +150,9 @@ class OutboxRelay:
                 type=row.event_type,
                 application_headers=dict(row.headers or {}),
             )
-            channel.basic_publish(message, exchange=self.names.exchange(row.exchange), routing_key=row.routing_key)
+            channel.basic_publish(
+                message, exchange=self.names.exchange(row.exchange), routing_key=row.routing_key
+            )
             self._last_tag += 1
             self._outstanding.add(self._last_tag)
             tag_to_id[self._last_tag] = row.id
@@ -160,7 +165,11 @@ class OutboxRelay:
                 self._conn.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
-        confirmed = [i for tag, i in tag_to_id.items() if tag in self._confirmed and tag not in self._rejected]
+        confirmed = [
+            i
+            for tag, i in tag_to_id.items()
+            if tag in self._confirmed and tag not in self._rejected
+        ]
         rejected = [i for tag, i in tag_to_id.items() if tag in self._rejected]
         self._confirmed -= tag_to_id.keys()
         self._rejected -= tag_to_id.keys()
@@ -246,7 +255,7 @@ class OutboxRelay:
             return None
         try:
             raw = engine.raw_connection()
-            dbapi = raw.driver_connection
+            dbapi: Any = raw.driver_connection
             raw.detach()
             dbapi.autocommit = True
             dbapi.execute(f"LISTEN {NOTIFY_CHANNEL}")

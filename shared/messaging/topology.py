@@ -121,7 +121,9 @@ def unrouted_queue(names: Names) -> Queue:
     )
 
 
-def declare_topology(connection: Connection, names: Names, bindings: Mapping[str, Iterable[str]]) -> None:
+def declare_topology(
+    connection: Connection, names: Names, bindings: Mapping[str, Iterable[str]]
+) -> None:
     """Declare exchanges and, for each service in ``bindings``, its queues and bindings."""
     channel = connection.channel()
     try:

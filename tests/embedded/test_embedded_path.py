@@ -17,7 +17,9 @@ from services.raids.models import KnownFamily
 pytestmark = pytest.mark.embedded
 
 
-def test_registry_write_reaches_notifications_and_raids_and_an_email_is_written(embedded_system: System) -> None:
+def test_registry_write_reaches_notifications_and_raids_and_an_email_is_written(
+    embedded_system: System,
+) -> None:
     system = embedded_system
     add_coordinator(system)
     response = system.client("registry").post("/families", json=family_payload("Жукова"))
@@ -56,8 +58,12 @@ def test_duplicate_delivery_in_embedded_mode_has_one_effect(embedded_system: Sys
     worker = system.worker("notifications")
     with worker.connect() as conn:
         Producer(conn.default_channel).publish(
-            body, exchange=Exchange(worker.names.events, type="topic"), routing_key="registry.family.registered",
-            content_type="application/json", content_encoding="utf-8", declare=[],
+            body,
+            exchange=Exchange(worker.names.events, type="topic"),
+            routing_key="registry.family.registered",
+            content_type="application/json",
+            content_encoding="utf-8",
+            declare=[],
         )
     system.consume("notifications")
     with system.session("notifications") as session:

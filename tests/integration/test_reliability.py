@@ -43,7 +43,9 @@ def outbox_event_id(system: System, family_id: str) -> str:
     return next(r.event_id for r in rows if json.loads(r.body)["data"]["family_id"] == family_id)
 
 
-def raw_publish(system: System, body: bytes, routing_key: str = "registry.family.registered") -> None:
+def raw_publish(
+    system: System, body: bytes, routing_key: str = "registry.family.registered"
+) -> None:
     params = pika.URLParameters(system.broker_url)
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
@@ -52,7 +54,9 @@ def raw_publish(system: System, body: bytes, routing_key: str = "registry.family
         f"{system.prefix}.events",
         routing_key,
         body,
-        pika.BasicProperties(delivery_mode=2, content_type="application/json", message_id=str(uuid.uuid4())),
+        pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=str(uuid.uuid4())
+        ),
     )
     connection.close()
 
@@ -108,13 +112,17 @@ def test_same_message_delivered_twice_has_one_effect(system: System) -> None:
 
     assert len(messages_for(system)) == 1
     with system.session("notifications") as session:
-        handled = session.scalar(text("SELECT count(*) FROM inbox WHERE message_id = :id"),
-                                 {"id": outbox_event_id(system, family_id)})
+        handled = session.scalar(
+            text("SELECT count(*) FROM inbox WHERE message_id = :id"),
+            {"id": outbox_event_id(system, family_id)},
+        )
     assert handled == 1
     assert dead_letters(system, "notifications") == []
 
 
-def test_malformed_and_unknown_version_are_dead_lettered_and_later_messages_handled(system: System) -> None:
+def test_malformed_and_unknown_version_are_dead_lettered_and_later_messages_handled(
+    system: System,
+) -> None:
     add_coordinator(system)
     raw_publish(system, b"\x00 not json")
     raw_publish(system, json.dumps({"id": "nope", "type": "registry.family.registered"}).encode())
@@ -153,7 +161,9 @@ def test_dead_letters_can_be_replayed(system: System) -> None:
     with worker.connect(confirm_publish=True) as conn:
         assert replay(conn, worker.names, "notifications") == 1
     system.consume("notifications")
-    [letter] = dead_letters(system, "notifications")  # still malformed: back in the DLQ, nothing lost
+    [letter] = dead_letters(
+        system, "notifications"
+    )  # still malformed: back in the DLQ, nothing lost
     assert "bad envelope" in letter.reason
 
 
@@ -180,21 +190,31 @@ def test_broker_stopped_while_writes_happen(system: System) -> None:
 
 @pytest.mark.fault
 @pytest.mark.parametrize("point", ["consumer.before_commit", "consumer.after_commit"])
-def test_consumer_killed_mid_message_has_its_effect_once(system: System, tmp_path, point: str) -> None:
+def test_consumer_killed_mid_message_has_its_effect_once(
+    system: System, tmp_path, point: str
+) -> None:
     add_coordinator(system)
     family_id = register(system)
     assert system.relay("registry") == 1
     marker = tmp_path / "killed"
     env = {**os.environ, **system.env(OPORA_FAILPOINTS=f"{point}=kill-once:{marker}")}
-    first = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker", "notifications"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "worker", "notifications"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert first.wait(timeout=60) == -signal.SIGKILL
     assert marker.exists()
     expected_committed = 1 if point == "consumer.after_commit" else 0
     assert len(messages_for(system)) == expected_committed
 
-    second = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker", "notifications"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "worker", "notifications"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -246,7 +266,8 @@ def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> No
         register(system, f"Орлова{i}")
     worker = system.worker("registry")
     relays = [
-        OutboxRelay(worker.sessions, worker.tables, worker.connect, worker.names, batch_size=7) for _ in range(2)
+        OutboxRelay(worker.sessions, worker.tables, worker.connect, worker.names, batch_size=7)
+        for _ in range(2)
     ]
     counts = [0, 0]
 
@@ -263,5 +284,11 @@ def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> No
         relay._drop_connection()
     assert sum(counts) == 60
     with system.session("registry") as session:
-        assert session.scalar(select(func.count()).select_from(worker.tables.outbox).where(
-            worker.tables.outbox.c.sent_at.is_(None))) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(worker.tables.outbox)
+                .where(worker.tables.outbox.c.sent_at.is_(None))
+            )
+            == 0
+        )

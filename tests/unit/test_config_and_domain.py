@@ -19,17 +19,21 @@ def test_embedded_defaults_need_no_servers(tmp_path) -> None:  # type: ignore[no
     assert settings.embedded
     assert settings.database_url.startswith("sqlite:///") and settings.broker_url == "filesystem://"
     again = load_settings("raids", env={"OPORA_DATA_DIR": str(tmp_path)})
-    assert settings.jwt_secret and settings.jwt_secret == again.jwt_secret  # one signer for all processes
+    assert (
+        settings.jwt_secret and settings.jwt_secret == again.jwt_secret
+    )  # one signer for all processes
 
 
 def test_production_refuses_to_start_without_urls() -> None:
-    with pytest.raises(ConfigError, match="REGISTRY_DATABASE_URL.*BROKER_URL"):
+    with pytest.raises(ConfigError, match=r"REGISTRY_DATABASE_URL.*BROKER_URL"):
         load_settings("registry", env={"OPORA_MODE": "production"})
 
 
 def test_bad_values_are_named() -> None:
     with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
-        load_settings("registry", env={"WEB_CONCURRENCY": "many", "OPORA_DATA_DIR": "/tmp/opora-cfg"})
+        load_settings(
+            "registry", env={"WEB_CONCURRENCY": "many", "OPORA_DATA_DIR": "/tmp/opora-cfg"}
+        )
     with pytest.raises(ConfigError, match="unknown service"):
         load_settings("billing")
 
@@ -48,11 +52,14 @@ def test_a_family_without_children_is_refused(tmp_path) -> None:  # type: ignore
     engine = db.make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     Base.metadata.create_all(engine)
     with db.make_sessionmaker(engine)() as session, pytest.raises(RuleViolation) as info:
-        register_family(session, {
-            "category": "tzhs",
-            "address": {"region": "R", "district": "D", "settlement": "S"},
-            "members": [{"role": "mother", "full_name": "Иванова Анна"}],
-        })
+        register_family(
+            session,
+            {
+                "category": "tzhs",
+                "address": {"region": "R", "district": "D", "settlement": "S"},
+                "members": [{"role": "mother", "full_name": "Иванова Анна"}],
+            },
+        )
     assert "members" in (info.value.errors or {})
 
 
@@ -62,9 +69,17 @@ def test_read_model_ignores_an_older_version_arriving_late(tmp_path) -> None:  #
     engine = db.make_engine(f"sqlite:///{tmp_path / 'raids.db'}")
     Base.metadata.create_all(engine)
     now = dt.datetime.now(dt.UTC)
-    data = {"family_id": "f1", "number": "F-1", "category": "sop", "display_name": "Новая",
-            "family_version": 2, "address": {"district": "D", "settlement": "S"}}
+    data = {
+        "family_id": "f1",
+        "number": "F-1",
+        "category": "sop",
+        "display_name": "Новая",
+        "family_version": 2,
+        "address": {"district": "D", "settlement": "S"},
+    }
     with db.transaction(db.make_sessionmaker(engine)) as session:
         assert remember_family(session, data, now)
-        assert not remember_family(session, {**data, "display_name": "Старая", "family_version": 1}, now)
+        assert not remember_family(
+            session, {**data, "display_name": "Старая", "family_version": 1}, now
+        )
         assert session.get(KnownFamily, "f1").display_name == "Новая"

@@ -7,7 +7,13 @@ import json
 import pytest
 from marshmallow import ValidationError
 
-from shared.events import MalformedEvent, UnknownEvent, build_envelope, load_all_event_types, parse_envelope
+from shared.events import (
+    MalformedEvent,
+    UnknownEvent,
+    build_envelope,
+    load_all_event_types,
+    parse_envelope,
+)
 
 REGISTERED = {
     "family_id": "f-1",
@@ -26,7 +32,9 @@ def _events() -> None:
 
 
 def envelope(**changes: object) -> dict:
-    env = build_envelope("registry.family.registered", REGISTERED, producer="registry", correlation_id="c1")
+    env = build_envelope(
+        "registry.family.registered", REGISTERED, producer="registry", correlation_id="c1"
+    )
     env.update(changes)
     return env
 
@@ -41,13 +49,19 @@ def test_envelope_round_trip_keeps_ids_and_data() -> None:
 
 def test_publishing_invalid_data_is_refused() -> None:
     with pytest.raises(ValidationError):
-        build_envelope("registry.family.registered", {**REGISTERED, "category": "unknown"},
-                       producer="registry", correlation_id="c")
+        build_envelope(
+            "registry.family.registered",
+            {**REGISTERED, "category": "unknown"},
+            producer="registry",
+            correlation_id="c",
+        )
 
 
 def test_a_service_cannot_publish_another_services_event() -> None:
     with pytest.raises(ValueError):
-        build_envelope("registry.family.registered", REGISTERED, producer="raids", correlation_id="c")
+        build_envelope(
+            "registry.family.registered", REGISTERED, producer="raids", correlation_id="c"
+        )
 
 
 @pytest.mark.parametrize(
@@ -56,7 +70,11 @@ def test_a_service_cannot_publish_another_services_event() -> None:
         (b"\xff\xfe", MalformedEvent, "UTF-8"),
         (b"[1, 2]", MalformedEvent, "JSON object"),
         (b"{not json", MalformedEvent, "not JSON"),
-        (json.dumps({"type": "registry.family.registered"}).encode(), MalformedEvent, "bad envelope"),
+        (
+            json.dumps({"type": "registry.family.registered"}).encode(),
+            MalformedEvent,
+            "bad envelope",
+        ),
     ],
 )
 def test_malformed_bodies_are_named(body: bytes, error: type, words: str) -> None:
