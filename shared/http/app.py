@@ -105,6 +105,7 @@ def create_service_app(
     if settings.service != service:
         raise ValueError(f"settings of {settings.service!r} given to the {service!r} app")
     app = Flask(f"opora.{service}")
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Russian text stays readable
     app.config.update(
         API_TITLE=f"Opora {service}",
         API_VERSION=version,
