@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.registry import events
-from services.registry.models import Family, Member
+from services.registry.models import ADDRESS_FIELDS, Family, Member
 from shared.errors import RuleViolation
 
 
@@ -31,19 +31,7 @@ def register_family(session: Session, data: dict[str, Any]) -> Family:
         number=f"F-{secrets.token_hex(4).upper()}",
         category=data["category"],
         notes=data.get("notes"),
-        **{
-            key: address.get(key)
-            for key in (
-                "region",
-                "district",
-                "settlement",
-                "street",
-                "house",
-                "flat",
-                "latitude",
-                "longitude",
-            )
-        },
+        **{key: address.get(key) for key in ADDRESS_FIELDS},
     )
     family.members = [Member(position=i, **member) for i, member in enumerate(members)]
     session.add(family)
@@ -55,7 +43,7 @@ def register_family(session: Session, data: dict[str, Any]) -> Family:
             "family_id": family.id,
             "number": family.number,
             "category": family.category,
-            "address": {key: address.get(key) for key in events.AddressSchema().fields},
+            "address": {key: address.get(key) for key in ADDRESS_FIELDS},
             "display_name": display_name(members),
             "children_count": sum(1 for m in members if m["role"] == "child"),
             "family_version": family.version,

@@ -21,6 +21,16 @@ tables = infrastructure_tables(Base.metadata)
 
 CATEGORIES = ("sop", "risk_group", "tzhs")
 MEMBER_ROLES = ("mother", "father", "guardian", "child", "other")
+ADDRESS_FIELDS = (
+    "region",
+    "district",
+    "settlement",
+    "street",
+    "house",
+    "flat",
+    "latitude",
+    "longitude",
+)
 
 
 class Family(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.registry.models import CATEGORIES, MEMBER_ROLES
+from services.registry.models import ADDRESS_FIELDS, CATEGORIES, MEMBER_ROLES
 from shared.http import PageArgs, page_schema
 
 
@@ -54,17 +54,7 @@ class FamilyOut(Schema):
     created_at = fields.DateTime()
 
     def _address(self, family: object) -> dict[str, object]:
-        keys = (
-            "region",
-            "district",
-            "settlement",
-            "street",
-            "house",
-            "flat",
-            "latitude",
-            "longitude",
-        )
-        return {key: getattr(family, key) for key in keys}
+        return {key: getattr(family, key) for key in ADDRESS_FIELDS}
 
 
 class FamilySummaryOut(Schema):
