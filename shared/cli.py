@@ -62,11 +62,19 @@ def web(service: str, bind: str | None, workers: int | None) -> None:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
             self.cfg.set("preload_app", False)  # engines and connections are made after fork
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                self.cfg.set("child_exit", _forget_worker_metrics)
 
         def load(self) -> Any:
             return importlib.import_module(f"services.{service}.app").create_app()
 
     Application().run()
+
+
+def _forget_worker_metrics(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @cli.command()
