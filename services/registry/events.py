@@ -36,6 +36,21 @@ class FamilyRegisteredV1(Schema):
     family_version = fields.Integer(required=True)
 
 
+@event_schema("registry.family.updated", 1)
+class FamilyUpdatedV1(Schema):
+    """A family's address, members or display name changed. The full snapshot, so read models
+    can replace theirs; ``family_version`` orders updates that arrive out of order."""
+
+    family_id = fields.String(required=True)
+    number = fields.String(required=True)
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    address = fields.Nested(AddressSchema, required=True)
+    display_name = fields.String(required=True)
+    children_count = fields.Integer(required=True, validate=validate.Range(min=0))
+    family_version = fields.Integer(required=True)
+    removed = fields.Boolean(load_default=False)
+
+
 def publish(
     session: Session, name: str, data: dict[str, Any], version: int | None = None
 ) -> dict[str, Any]:
