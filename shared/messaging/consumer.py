@@ -143,7 +143,7 @@ class Consumer:
         channel = conn.channel()
         producer = Producer(conn.channel())
         consumer = KombuConsumer(
-            channel, queues=[queue], on_message=self._pending.append, prefetch_count=self.prefetch
+            channel, queues=[queue], on_message=self._receive, prefetch_count=self.prefetch
         )
         consumer.consume()
         idle_since = time.monotonic()
@@ -158,6 +158,10 @@ class Consumer:
                 if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     return True
         return True
+
+    def _receive(self, message: Message) -> None:
+        # Not ``self._pending.append``: that bound method would keep the list swapped out below.
+        self._pending.append(message)
 
     def _collect(self, conn: Connection) -> None:
         deadline = time.monotonic() + self.flush_interval
@@ -191,11 +195,22 @@ class Consumer:
     def _commit_with_retries(
         self, parsed: list[tuple[Message, Event, HandlerFn]], conn: Connection
     ) -> list[tuple[Message, str]]:
+        """Handle the batch in one transaction; on a handler failure, redo it message by message."""
+        careful = False
+        races = 0
         backoff = 0.2
         while True:
             try:
-                return self._handle_batch(parsed)
+                return self._handle_batch(parsed, careful=careful)
+            except _HandlerFailed:
+                careful = True
             except IntegrityError:
+                if not careful:
+                    careful = True  # an effect's conflict surfaced at flush: find whose
+                    continue
+                races += 1
+                if races > 3:
+                    raise
                 # Another consumer committed one of these ids first: the inbox now says so.
                 log.info("inbox race; handling the batch again")
             except DBAPIError as exc:
@@ -210,8 +225,13 @@ class Consumer:
                 conn.heartbeat_check()
 
     def _handle_batch(
-        self, parsed: list[tuple[Message, Event, HandlerFn]]
+        self, parsed: list[tuple[Message, Event, HandlerFn]], *, careful: bool
     ) -> list[tuple[Message, str]]:
+        """One transaction: effects and inbox rows commit together.
+
+        The fast path runs every handler in the batch's transaction; the careful path gives each
+        a savepoint so one failing message does not undo the others.
+        """
         inbox = self.tables.inbox
         failed: list[tuple[Message, str]] = []
         with self.sessions() as session, session.begin():
@@ -229,14 +249,22 @@ class Consumer:
                     continue
                 seen.add(event.id)
                 try:
-                    with correlated(event.correlation_id, event.id), session.begin_nested():
-                        handler(session, event)
+                    with correlated(event.correlation_id, event.id):
+                        if careful:
+                            with session.begin_nested():
+                                handler(session, event)
+                        else:
+                            handler(session, event)
                 except DBAPIError as exc:
                     if _connection_lost(exc):
                         raise
+                    if not careful:
+                        raise _HandlerFailed from exc
                     failed.append((message, _reason(exc)))
                     continue
                 except Exception as exc:
+                    if not careful:
+                        raise _HandlerFailed from exc
                     log.warning(
                         "handler failed",
                         extra={
@@ -331,6 +359,10 @@ class Consumer:
         else:
             for message in batch:
                 message.ack()
+
+
+class _HandlerFailed(Exception):
+    """A handler raised on the fast path: the batch is rolled back and redone carefully."""
 
 
 class ConsumerStopped(Exception):

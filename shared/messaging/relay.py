@@ -235,6 +235,7 @@ class OutboxRelay:
 
     def _wait_for_work(self, stop: threading.Event) -> None:
         """Sleep until the poll interval passes or PostgreSQL says a new row committed."""
+        self._heartbeat()
         listener = self._listen()
         if listener is None:
             stop.wait(self.poll_interval)
@@ -246,6 +247,15 @@ class OutboxRelay:
                 listener.notifies.clear()
         except Exception:
             self._close_listener()
+
+    def _heartbeat(self) -> None:
+        """An idle relay still owes the broker heartbeats, or it is dropped after two misses."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.heartbeat_check()
+        except Exception:
+            self._drop_connection()
 
     def _listen(self) -> Any:
         if self._listener is not None:

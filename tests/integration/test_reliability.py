@@ -292,3 +292,69 @@ def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> No
             )
             == 0
         )
+
+
+def _publish_registered(system: System, count: int) -> list[str]:
+    """Registry events straight through the registry's outbox (the contract, not its HTTP API)."""
+    from services.registry import events
+
+    ids = []
+    with system.session("registry") as session, session.begin():
+        for i in range(count):
+            family_id = str(uuid.uuid4())
+            ids.append(family_id)
+            events.publish(
+                session,
+                "registry.family.registered",
+                {
+                    "family_id": family_id,
+                    "number": f"F-{i:06d}",
+                    "category": "risk_group",
+                    "address": {"region": "R", "district": "D", "settlement": "S"},
+                    "display_name": f"Фамилия{i}",
+                    "children_count": 1,
+                    "family_version": 1,
+                },
+            )
+    return ids
+
+
+def _ready(system: System, queue: str) -> int:
+    with system.worker("raids").connect() as conn:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+
+def test_a_backlog_larger_than_prefetch_and_batch_is_consumed_completely(system: System) -> None:
+    _publish_registered(system, 450)
+    assert system.relay("registry") == 450
+    system.consume("raids", idle=1.0)
+    with system.session("raids") as session:
+        assert session.scalar(select(func.count()).select_from(KnownFamily)) == 450
+        assert session.scalar(text("SELECT count(*) FROM inbox")) == 450
+    assert _ready(system, system.worker("raids").names.queue("raids")) == 0
+
+
+def test_one_failing_handler_does_not_undo_the_rest_of_its_batch(system: System) -> None:
+    ids = _publish_registered(system, 30)
+    poisoned = ids[17]
+    worker = system.worker("raids")
+    key = ("registry.family.registered", 1)
+    original = worker.handlers._handlers[key]
+
+    def fails_for_one(session, event):  # type: ignore[no-untyped-def]
+        if event.data["family_id"] == poisoned:
+            raise RuntimeError("cannot handle this one")
+        original(session, event)
+
+    worker.handlers._handlers[key] = fails_for_one
+    try:
+        system.relay("registry")
+        system.consume("raids", idle=1.0)
+    finally:
+        worker.handlers._handlers[key] = original
+    with system.session("raids") as session:
+        known = set(session.scalars(select(KnownFamily.family_id)))
+    assert known == set(ids) - {poisoned}
+    waiting = sum(_ready(system, worker.names.retry_queue("raids", tier)) for tier in range(1, 6))
+    assert waiting == 1  # on its way through the back-off queues: retried later, not lost
+    assert dead_letters(system, "raids") == []

@@ -1,0 +1,316 @@
+"""The registry over HTTP in the embedded mode: families, cases, scope, break-the-glass, audit,
+statistics exports, idempotent writes and problem answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from conftest import System, family_payload
+from sqlalchemy import func, select
+
+from services.registry.models import Family, Measure
+
+pytestmark = pytest.mark.embedded
+
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def client(system: System, role: str, agency: str | None = None, subject: str | None = None) -> Any:
+    c = system.app("registry").test_client()
+    token = system.token(role, agency=agency, subject=subject)
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return c
+
+
+def register(
+    system: System, surname: str = "Иванова", role: str = "lead_specialist", **extra: Any
+) -> dict[str, Any]:
+    response = client(system, role).post("/families", json=family_payload(surname, **extra))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def case_of(system: System, family_id: str) -> dict[str, Any]:
+    response = client(system, "lead_specialist").get(f"/families/{family_id}/cases")
+    assert response.status_code == 200
+    return response.get_json()[0]
+
+
+def add_measure(
+    system: System, case_id: str, agency: str | None = None, key: str | None = None
+) -> Any:
+    body: dict[str, Any] = {
+        "title": "Проверка посещаемости",
+        "kind": "school_check",
+        "deadline": (TODAY + dt.timedelta(days=20)).isoformat(),
+    }
+    if agency:
+        body["agency_id"] = agency
+    headers = {"Idempotency-Key": key} if key else {}
+    return client(system, "lead_specialist").post(
+        f"/cases/{case_id}/measures", json=body, headers=headers
+    )
+
+
+def test_registration_validation_is_field_level_and_stores_nothing(embedded_system: System) -> None:
+    bad = family_payload()
+    bad["contacts"] = [{"kind": "phone", "value": "call me", "consent": True}]
+    bad["members"][1]["birth_date"] = "03.02.2015"
+    response = client(embedded_system, "coordinator").post("/families", json=bad)
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    errors = response.get_json()["errors"]
+    assert "contacts.0.value" in errors and "members.1.birth_date" in errors
+    assert "call me" not in response.get_data(as_text=True)
+    with embedded_system.session("registry") as session:
+        assert session.scalar(select(func.count()).select_from(Family)) == 0
+
+
+def test_second_report_in_latin_shows_candidates_and_the_coordinator_links_it(
+    embedded_system: System,
+) -> None:
+    first = register(embedded_system, "Иванова")
+    assert first["duplicate_candidates"] == [] and first["stage"] == "preparatory"
+    latin = family_payload("Ivanova")
+    latin["members"][0]["full_name"] = "Ivanova Mariya Petrovna"
+    latin["members"][1]["full_name"] = "Ivanova Anna Ivanovna"
+    check = client(embedded_system, "lead_specialist").post(
+        "/families/duplicates", json={"address": latin["address"], "members": latin["members"]}
+    )
+    [candidate] = check.get_json()["candidates"]
+    assert candidate["family_id"] == first["id"] and candidate["score"] >= 0.75
+    assert "children.birth_date" in candidate["matched_fields"]
+
+    refused = client(embedded_system, "lead_specialist").post(
+        "/families", json={**latin, "link_to": first["id"]}
+    )
+    assert refused.status_code == 403
+    linked = client(embedded_system, "coordinator").post(
+        "/families", json={**latin, "link_to": first["id"]}
+    )
+    assert linked.status_code == 200 and linked.get_json()["id"] == first["id"]
+    links = client(embedded_system, "coordinator").get(f"/families/{first['id']}/links")
+    assert len(links.get_json()) == 1
+    with embedded_system.session("registry") as session:
+        assert session.scalar(select(func.count()).select_from(Family)) == 1
+
+    twice = register(embedded_system, "Ivanova", role="coordinator")
+    assert twice["duplicate_candidates"][0]["family_id"] == first["id"]
+    on_demand = client(embedded_system, "coordinator").get(f"/families/{twice['id']}/duplicates")
+    assert on_demand.get_json()["candidates"][0]["family_id"] == first["id"]
+    merged = client(embedded_system, "coordinator").post(
+        f"/families/{first['id']}/links", json={"duplicate_id": twice["id"]}
+    )
+    assert merged.status_code == 201, merged.get_json()
+    assert client(embedded_system, "coordinator").get(f"/families/{twice['id']}").status_code == 404
+
+
+def test_search_filters_sort_and_paginate(embedded_system: System) -> None:
+    for surname in ("Иванова", "Петрова", "Сидорова"):
+        register(embedded_system, surname)
+    register(embedded_system, "Орлова", district="Вожегодский район")
+    c = client(embedded_system, "coordinator")
+    page = c.get("/families?surname=петр").get_json()
+    assert [f["display_name"] for f in page["items"]] == ["Петрова"]
+    page = c.get("/families?district=Тарногский район&sort=display_name&page_size=2").get_json()
+    assert page["total"] == 3 and page["pages"] == 2
+    assert [f["display_name"] for f in page["items"]] == ["Иванова", "Петрова"]
+    assert c.get("/families?stage=preparatory&in_bank=true").get_json()["total"] == 4
+    bad = c.get("/families?sort=password")
+    assert bad.status_code == 422 and "sort" in bad.get_json()["errors"]
+
+
+def test_case_through_support_over_http(embedded_system: System) -> None:
+    family = register(embedded_system)
+    case = case_of(embedded_system, family["id"])
+    lead = client(embedded_system, "lead_specialist")
+    refused = lead.post(f"/cases/{case['id']}/stage", json={"stage": "support"})
+    assert refused.status_code == 422
+    assert len(refused.get_json()["errors"]["stage"]) == 3
+    agreement = {
+        "signed_on": TODAY.isoformat(),
+        "valid_until": (TODAY + dt.timedelta(days=365)).isoformat(),
+        "consent_data_processing": True,
+        "share_with": ["school", "health"],
+    }
+    assert lead.post(f"/cases/{case['id']}/agreements", json=agreement).status_code == 201
+    assert add_measure(embedded_system, case["id"], agency="school-1").status_code == 201
+    approval = lead.post(f"/cases/{case['id']}/approvals", json={"kind": "plan"}).get_json()
+    assert (
+        lead.post(f"/approvals/{approval['id']}/decision", json={"decision": "approve"}).status_code
+        == 403
+    )
+    decided = client(embedded_system, "coordinator").post(
+        f"/approvals/{approval['id']}/decision", json={"decision": "approve"}
+    )
+    assert decided.status_code == 200 and decided.get_json()["state"] == "approved"
+    moved = lead.post(f"/cases/{case['id']}/stage", json={"stage": "support"})
+    assert moved.status_code == 200 and moved.get_json()["stage"] == "support"
+    log = lead.post(
+        f"/cases/{case['id']}/contacts",
+        json={"occurred_on": TODAY.isoformat(), "kind": "counselling_family", "note": "беседа"},
+    )
+    assert log.status_code == 201 and log.get_json()["staff"] == ["test-lead_specialist"]
+    assessment = {
+        "assessed_on": TODAY.isoformat(),
+        "scores": dict.fromkeys(
+            [
+                "child_safety",
+                "parenting",
+                "material_conditions",
+                "housing",
+                "health",
+                "education",
+                "social_ties",
+                "parents_employment",
+            ],
+            3,
+        ),
+    }
+    assert lead.post(f"/cases/{case['id']}/assessments", json=assessment).status_code == 201
+    assessment["scores"]["housing"] = 6
+    bad = lead.post(f"/cases/{case['id']}/assessments", json=assessment)
+    assert bad.status_code == 422 and "scores.housing.value" in bad.get_json()["errors"]
+    dynamics = lead.get(f"/cases/{case['id']}/assessments").get_json()["dynamics"]
+    assert dynamics["count"] == 1 and dynamics["domains"]["housing"]["change"] == 0
+    problem = lead.post(
+        f"/cases/{case['id']}/problems",
+        json={"code": "truancy", "identified_on": TODAY.isoformat()},
+    )
+    assert problem.status_code == 201
+    assert lead.get(f"/cases/{case['id']}/problems").get_json()[0]["code"] == "truancy"
+    assert lead.get(f"/cases/{case['id']}/strengths").get_json() == []
+
+
+def test_idempotent_measure_is_added_once(embedded_system: System) -> None:
+    family = register(embedded_system)
+    case = case_of(embedded_system, family["id"])
+    first = add_measure(embedded_system, case["id"], key="m-1")
+    again = add_measure(embedded_system, case["id"], key="m-1")
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    with embedded_system.session("registry") as session:
+        assert session.scalar(select(func.count()).select_from(Measure)) == 1
+
+
+def test_agency_staff_see_only_referred_families_and_only_their_fields(
+    embedded_system: System,
+) -> None:
+    referred = register(embedded_system, "Иванова")
+    other = register(embedded_system, "Петрова")
+    add_measure(embedded_system, case_of(embedded_system, referred["id"])["id"], agency="school-1")
+    school = client(embedded_system, "agency_staff", agency="school-1", subject="teacher-1")
+    listing = school.get("/families").get_json()
+    assert [f["id"] for f in listing["items"]] == [referred["id"]]
+    card = school.get(f"/families/{referred['id']}")
+    assert card.status_code == 200
+    body = card.get_json()
+    assert body["access"] == "agency" and body["measures"][0]["kind"] == "school_check"
+    assert "contacts" not in body and "notes" not in body and "social_environment" not in body
+    assert school.get(f"/families/{other['id']}").status_code == 403
+    trail = client(embedded_system, "admin").get(f"/audit?family_id={other['id']}&action=denied")
+    assert trail.get_json()["items"][0]["actor"] == "teacher-1"
+    assert school.get(f"/families/{referred['id']}/cases").status_code == 403
+    police = client(embedded_system, "agency_staff", agency="pdn-1")
+    assert police.get("/families").get_json()["total"] == 0
+
+
+def test_break_the_glass_needs_a_reason_expires_and_tells_the_coordinator(
+    embedded_system: System,
+) -> None:
+    family = register(embedded_system)
+    pdn = client(embedded_system, "agency_staff", agency="pdn-1", subject="inspector-1")
+    assert pdn.get(f"/families/{family['id']}").status_code == 403
+    short = pdn.post(f"/families/{family['id']}/break-glass", json={"reason": "надо"})
+    assert short.status_code == 422 and "reason" in short.get_json()["errors"]
+    granted = pdn.post(
+        f"/families/{family['id']}/break-glass",
+        json={"reason": "вызов 112: ребёнок один дома, нужен телефон матери"},
+    )
+    assert granted.status_code == 201
+    expires = dt.datetime.fromisoformat(granted.get_json()["expires_at"])
+    assert dt.timedelta(minutes=25) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=30)
+    card = pdn.get(f"/families/{family['id']}").get_json()
+    assert card["access"] == "emergency" and card["contacts"] == []
+    lead = client(embedded_system, "lead_specialist")
+    assert (
+        lead.post(f"/families/{family['id']}/break-glass", json={"reason": "x" * 20}).status_code
+        == 403
+    )
+    with embedded_system.session("registry") as session:
+        table = embedded_system.worker("registry").tables
+        events = [json.loads(b) for b in session.scalars(select(table.outbox.c.body))]
+        audits = (
+            session.execute(
+                select(table.audit_log).where(table.audit_log.c.action == "break_glass")
+            )
+            .mappings()
+            .all()
+        )
+    [grant] = [e for e in events if e["type"] == "registry.access.emergency_granted"]
+    assert grant["data"]["subject"] == "inspector-1" and "reason" not in grant["data"]
+    assert audits[0]["reason"].startswith("вызов 112") and audits[0]["actor"] == "inspector-1"
+
+
+def test_auditor_sees_statistics_only_in_every_format(embedded_system: System) -> None:
+    register(embedded_system)
+    auditor = client(embedded_system, "auditor")
+    assert auditor.get("/families").status_code == 403
+    family_id = client(embedded_system, "coordinator").get("/families").get_json()["items"][0]["id"]
+    assert auditor.get(f"/families/{family_id}").status_code == 403
+    stats = auditor.get(f"/statistics?year_from={TODAY.year}&year_to={TODAY.year}")
+    assert stats.status_code == 200
+    [row] = stats.get_json()["rows"]
+    assert row["entered"] == 1 and row["in_bank_at_year_end"]["risk_group"] == 1
+    csv = auditor.get("/statistics?format=csv")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    assert "Поставлено на учёт" in csv.get_data().decode("utf-8-sig")
+    xlsx = auditor.get("/statistics?format=xlsx")
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
+    png = auditor.get("/statistics?format=png&region=Вологодская область")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert auditor.get("/statistics?year_from=2020&year_to=2019").status_code == 422
+
+
+def test_every_read_and_write_is_audited_and_only_admins_read_the_trail(
+    embedded_system: System,
+) -> None:
+    family = register(embedded_system)
+    lead = client(embedded_system, "lead_specialist", subject="spec-9")
+    lead.get(f"/families/{family['id']}")
+    lead.patch(f"/families/{family['id']}", json={"notes": "семья переехала к бабушке"})
+    admin = client(embedded_system, "admin")
+    trail = admin.get(f"/audit?family_id={family['id']}&actor=spec-9").get_json()
+    assert [(e["action"], e["entity"]) for e in trail["items"]] == [
+        ("update", "family"),
+        ("read", "family"),
+    ]
+    assert trail["items"][0]["fields"] == ["notes"]
+    assert "бабушке" not in json.dumps(trail)
+    assert admin.get("/audit?action=create&page_size=1").get_json()["total"] == 1
+    assert lead.get("/audit").status_code == 403
+    assert admin.delete("/audit").status_code == 405
+    assert admin.get(f"/families/{family['id']}").status_code == 403
+
+
+def test_admins_extend_the_problem_catalogue(embedded_system: System) -> None:
+    admin = client(embedded_system, "admin")
+    added = admin.post(
+        "/catalogues/problem",
+        json={"code": "gambling", "title_ru": "Лудомания", "title_en": "Gambling"},
+    )
+    assert added.status_code == 201
+    assert (
+        client(embedded_system, "lead_specialist")
+        .post("/catalogues/problem", json={"code": "x_y", "title_ru": "x", "title_en": "x"})
+        .status_code
+        == 403
+    )
+    codes = {i["code"] for i in admin.get("/catalogues/problem").get_json()["items"]}
+    assert {"gambling", "alcohol_abuse", "truancy"} <= codes
+    assert admin.delete("/catalogues/problem/gambling").status_code == 204
+    assert admin.delete("/catalogues/problem/debts").status_code == 404
