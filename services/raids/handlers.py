@@ -9,6 +9,8 @@ from shared.messaging.consumer import Handlers
 handlers = Handlers("raids")
 
 
-@handlers.on("registry.family.registered")
-def family_registered(session: Session, event: Event) -> None:
-    domain.remember_family(session, event.data, event.occurred_at)
+@handlers.on_batch("registry.family.registered")
+@handlers.on_batch("registry.family.updated")
+def families_changed(session: Session, events: list[Event]) -> None:
+    """Registered or updated, each event is a full snapshot: ``family_version`` orders them."""
+    domain.remember_families(session, [(event.data, event.occurred_at) for event in events])

@@ -34,6 +34,7 @@ from shared.tables import InfrastructureTables
 log = logging.getLogger(__name__)
 
 HandlerFn = Callable[[Session, Event], None]
+BatchHandlerFn = Callable[[Session, list[Event]], None]
 
 ATTEMPT = "x-opora-attempt"
 RETRY_AT = "x-opora-retry-at"
@@ -53,6 +54,7 @@ class Handlers:
         self.service = service
         self.settings: Any = None  # bound by the worker, for handlers that need a setting
         self._handlers: dict[tuple[str, int], HandlerFn] = {}
+        self._batch_handlers: dict[HandlerFn, BatchHandlerFn] = {}
 
     def on(
         self, event_type: str, versions: Iterable[int] = (1,)
@@ -63,6 +65,24 @@ class Handlers:
             return fn
 
         return register
+
+    def on_batch(
+        self, event_type: str, versions: Iterable[int] = (1,)
+    ) -> Callable[[BatchHandlerFn], BatchHandlerFn]:
+        """A handler that takes all the batch's events of this type at once (e.g. one upsert)."""
+
+        def register(fn: BatchHandlerFn) -> BatchHandlerFn:
+            def one(session: Session, event: Event) -> None:
+                fn(session, [event])
+
+            self._batch_handlers[one] = fn
+            self.on(event_type, versions)(one)
+            return fn
+
+        return register
+
+    def batch_of(self, handler: HandlerFn) -> BatchHandlerFn | None:
+        return self._batch_handlers.get(handler)
 
     def routing_keys(self) -> list[str]:
         return sorted({name for name, _ in self._handlers})
@@ -240,6 +260,7 @@ class Consumer:
                 session.scalars(select(inbox.c.message_id).where(inbox.c.message_id.in_(ids)))
             )
             handled: list[dict[str, Any]] = []
+            batched: dict[BatchHandlerFn, list[Event]] = {}
             for message, event, handler in parsed:
                 if event.id in seen:
                     log.info(
@@ -248,11 +269,14 @@ class Consumer:
                     )
                     continue
                 seen.add(event.id)
+                batch_handler = None if careful else self.handlers.batch_of(handler)
                 try:
                     with correlated(event.correlation_id, event.id):
                         if careful:
                             with session.begin_nested():
                                 handler(session, event)
+                        elif batch_handler is not None:
+                            batched.setdefault(batch_handler, []).append(event)
                         else:
                             handler(session, event)
                 except DBAPIError as exc:
@@ -278,6 +302,15 @@ class Consumer:
                 handled.append(
                     {"message_id": event.id, "event_type": event.type, "handled_at": utcnow()}
                 )
+            try:
+                for batch_handler, events in batched.items():
+                    batch_handler(session, events)
+            except DBAPIError as exc:
+                if _connection_lost(exc):
+                    raise
+                raise _HandlerFailed from exc
+            except Exception as exc:
+                raise _HandlerFailed from exc
             if handled:
                 session.execute(inbox.insert(), handled)
             failpoint("consumer.before_commit")
