@@ -23,7 +23,8 @@ test-fast: setup
 	$(BIN)/pytest -m "not integration and not fault"
 
 bench: setup
-	$(BIN)/python -m bench.event_bus
+	$(BIN)/python -m bench.event_bus --json bench/results/event_bus.json $(BENCH_ARGS)
+	$(BIN)/python -m bench.raids_order
 
 lint: setup
 	$(BIN)/ruff check .
