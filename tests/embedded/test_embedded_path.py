@@ -110,3 +110,37 @@ def test_handler_failure_goes_through_retry_and_then_succeeds(embedded_system: S
             assert len(session.scalars(select(Message)).all()) == 1
     finally:
         worker.handlers._handlers[("registry.family.registered", 1)] = original
+
+
+def test_correlation_id_travels_from_the_request_into_its_events_and_their_effects(
+    embedded_system: System,
+) -> None:
+    system = embedded_system
+    response = system.client("registry").post(
+        "/families", json=family_payload(), headers={"X-Correlation-ID": "req-42"}
+    )
+    assert response.headers["X-Correlation-ID"] == "req-42"
+    with system.session("registry") as session:
+        body = session.execute(select(system.worker("registry").tables.outbox.c.body)).scalar_one()
+    envelope = json.loads(body)
+    assert envelope["correlation_id"] == "req-42"
+    assert envelope["causation_id"] is None  # caused by a request, not by another event
+
+
+def test_no_personal_data_in_logs_along_the_whole_path(
+    embedded_system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    system = embedded_system
+    add_coordinator(system)
+    caplog.set_level("DEBUG")
+    payload = family_payload("Кондратьева")
+    payload["address"]["street"] = "ул. Заозёрная"
+    system.client("registry").post("/families", json=payload)
+    system.client("registry").post("/families", json={**payload, "category": "wrong"})
+    system.relay("registry")
+    system.consume("notifications")
+    deliver_queued(system.worker("notifications").job_context)
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert caplog.records, "the path logs nothing: this test would prove nothing"
+    for secret in ("Кондратьева", "Заозёрная", "1990-05-01", "2015-02-03"):
+        assert secret not in logged

@@ -358,3 +358,23 @@ def test_one_failing_handler_does_not_undo_the_rest_of_its_batch(system: System)
     waiting = sum(_ready(system, worker.names.retry_queue("raids", tier)) for tier in range(1, 6))
     assert waiting == 1  # on its way through the back-off queues: retried later, not lost
     assert dead_letters(system, "raids") == []
+
+
+def test_operator_lists_shows_and_replays_dead_letters_with_the_cli(system: System) -> None:
+    from click.testing import CliRunner
+
+    from shared.cli import cli
+
+    raw_publish(system, b"{}")
+    system.consume("notifications")
+    runner = CliRunner()
+    env = system.env()
+    listed = runner.invoke(cli, ["dlq", "list", "notifications"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [line] = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert "bad envelope" in line["reason"]
+    shown = runner.invoke(cli, ["dlq", "show", "notifications", line["message_id"]], env=env)
+    assert shown.exit_code == 0 and '"headers"' in shown.output
+    replayed = runner.invoke(cli, ["dlq", "replay", "notifications", "--all"], env=env)
+    assert replayed.exit_code == 0 and "replayed 1" in replayed.output
+    assert dead_letters(system, "notifications") == []  # back in the service's queue
