@@ -145,10 +145,16 @@ def run_migrations_from_env(metadata: MetaData) -> None:
     engine = make_engine(url)  # type: ignore[arg-type]
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds tables by copy-and-drop; with foreign keys on, dropping a
+                # parent would cascade and silently delete its children's rows.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()  # end the autobegun transaction, or Alembic's never commits
             context.configure(
                 connection=connection,
                 target_metadata=metadata,
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
                 compare_type=True,
             )
             with context.begin_transaction():
@@ -156,5 +162,11 @@ def run_migrations_from_env(metadata: MetaData) -> None:
                     # Several pods may migrate at once: one at a time, the others then find head.
                     connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
                 context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(
+                        f"migration left {len(broken)} rows with broken foreign keys"
+                    )
     finally:
         engine.dispose()

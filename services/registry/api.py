@@ -1,75 +1,311 @@
-"""The registry's HTTP API: a thin adapter over domain.py."""
+"""The registry's HTTP API for families: a thin adapter over domain.py. Cases, plans and the
+rest are in ``api_cases`` and ``api_admin``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from services.registry import domain
-from services.registry.models import Family, tables
-from services.registry.schemas import FamilyIn, FamilyListArgs, FamilyOut, FamilyPage
+from services.registry import access, domain, domain_cases, domain_search, duplicates
+from services.registry.models import ADDRESS_FIELDS, Case, Family, FamilyLink, Measure, tables
+from services.registry.schemas import (
+    CandidateList,
+    CategoryChangeIn,
+    CategoryChangeOut,
+    DuplicateCheckIn,
+    FamilyAgencyOut,
+    FamilyIn,
+    FamilyListArgs,
+    FamilyOut,
+    FamilyPage,
+    FamilyPatch,
+    GlassIn,
+    GlassOut,
+    LinkIn,
+    LinkOut,
+)
+from services.registry.schemas_cases import CaseOpenIn, CaseOut
 from shared.auth import audit
+from shared.auth.context import current_principal
 from shared.auth.policy import require
-from shared.auth.roles import ADMIN, COORDINATOR, LEAD_SPECIALIST
-from shared.errors import NotFound
-from shared.http import db_session, idempotent, paginate
+from shared.auth.roles import AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
+from shared.db import transaction
+from shared.errors import Forbidden
+from shared.http import db_session, idempotent, opora_app
 
 families = Blueprint(
     "families", __name__, url_prefix="/families", description="The data bank of families"
 )
 
-CASEWORK = (LEAD_SPECIALIST, COORDINATOR, ADMIN)
+CASEWORK = (LEAD_SPECIALIST, COORDINATOR)
+SCOPED = (*CASEWORK, AGENCY_STAFF, AGENCY_SYSTEM)
+FAMILY_FIELDS = access.FIELDS[access.FULL]
+
+
+class Card:
+    """A family as an answer shows it: the record, how it is seen, and what the answer adds."""
+
+    def __init__(self, family: Family, access: str, candidates: list[Any] | None = None) -> None:
+        self._family = family
+        self.access = access
+        self.duplicate_candidates = candidates or []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._family, name)
+
+
+def record(
+    action: str, entity: str, entity_id: str | None, family_id: str | None, **kw: Any
+) -> None:
+    audit.record(
+        db_session(),
+        tables,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        family_id=family_id,
+        **kw,
+    )
+
+
+def _record_refusal(family_id: str) -> None:
+    """A refused look at a family is kept too, in its own transaction: the request's rolls back."""
+    with transaction(opora_app().sessions) as session:
+        audit.record(
+            session,
+            tables,
+            action="denied",
+            entity="family",
+            entity_id=family_id,
+            family_id=family_id,
+        )
 
 
 @families.route("", methods=["POST"])
 @families.arguments(FamilyIn)
 @families.response(201, FamilyOut)
-@require(LEAD_SPECIALIST, COORDINATOR)
+@require(*CASEWORK)
 @idempotent
 def register_family(data: dict[str, Any]) -> Any:
-    """Enter a family in the data bank."""
+    """Enter a family in the data bank (its first case opens in preparatory).
+
+    The answer lists `duplicate_candidates`: families it may duplicate, with a score and the
+    fields that matched. A coordinator sends `link_to` to add the report to an existing family
+    instead of creating a second one (answer 200).
+    """
     session = db_session()
+    if data.get("link_to"):
+        if not current_principal().has_role(COORDINATOR):
+            raise Forbidden("linking a report to an existing family is the coordinator's")
+        family = domain.get_family(session, data["link_to"])
+        score = duplicates.score_family(data, family).score
+        domain.link_report(session, family, data, score=score)
+        record("update", "family", family.id, family.id, fields=["members", "contacts", "link"])
+        return Card(family, access.FULL), 200
     family = domain.register_family(session, data)
-    audit.record(
-        session, tables, action="create", entity="family", entity_id=family.id, family_id=family.id
-    )
-    return family, 201, {"Location": f"/families/{family.id}"}
+    candidates = duplicates.find_candidates(session, data, exclude=family.id)
+    record("create", "family", family.id, family.id, fields=FAMILY_FIELDS)
+    return Card(family, access.FULL, candidates), 201, {"Location": f"/families/{family.id}"}
 
 
 @families.route("", methods=["GET"])
 @families.arguments(FamilyListArgs, location="query")
 @families.response(200, FamilyPage)
-@require(*CASEWORK)
+@require(*SCOPED)
 def list_families(args: dict[str, Any]) -> Any:
+    """Search and filter: district, settlement, category, stage, lead specialist, overdue
+    measures, and the start of any member's surname (Cyrillic or Latin). Agency staff see only
+    the families referred to their agency."""
     session = db_session()
-    stmt = select(Family).order_by(Family.created_at.desc(), Family.id)
-    if args.get("district"):
-        stmt = stmt.where(Family.district == args["district"])
-    if args.get("category"):
-        stmt = stmt.where(Family.category == args["category"])
-    page = paginate(session, stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(
-        session,
-        tables,
-        action="list",
-        entity="family",
-        entity_id=None,
-        fields=["number", "district"],
+    stmt = domain_search.search_families(args, agency_id=access.agency_scope())
+    page = domain_search.page_of(session, stmt, page=args["page"], page_size=args["page_size"])
+    record(
+        "list", "family", None, None, fields=["number", "display_name", "district", "settlement"]
     )
     return page
 
 
+@families.route("/duplicates", methods=["POST"])
+@families.arguments(DuplicateCheckIn)
+@families.response(200, CandidateList)
+@require(*CASEWORK)
+def check_duplicates(data: dict[str, Any]) -> Any:
+    """Before registering: which families in the bank this report may describe."""
+    candidates = duplicates.find_candidates(db_session(), data)
+    record("search", "family", None, None, fields=["duplicates"])
+    return {"candidates": candidates}
+
+
 @families.route("/<family_id>", methods=["GET"])
 @families.response(200, FamilyOut)
-@require(*CASEWORK)
+@require(*SCOPED)
 def get_family(family_id: str) -> Any:
+    """The family's card. Agency staff get the agency view (`FamilyAgencyOut`): address,
+    members, and the measures assigned to their agency; after breaking the glass, contacts."""
     session = db_session()
-    family = session.get(Family, family_id)
-    if family is None:
-        raise NotFound(f"no family {family_id}")
-    audit.record(
-        session, tables, action="read", entity="family", entity_id=family.id, family_id=family.id
+    family = domain.get_family(session, family_id)
+    try:
+        level = access.access_level(session, family.id)
+    except Forbidden:
+        _record_refusal(family.id)
+        raise
+    record("read", "family", family.id, family.id, fields=access.FIELDS[level])
+    if level == access.FULL:
+        return Card(family, level)
+    principal = current_principal()
+    view: dict[str, Any] = {
+        "id": family.id,
+        "number": family.number,
+        "category": family.category,
+        "address": {key: getattr(family, key) for key in ADDRESS_FIELDS},
+        "members": family.members,
+        "stage": family.stage,
+        "access": level,
+        "measures": list(
+            session.scalars(
+                select(Measure)
+                .join(Case, Case.id == Measure.case_id)
+                .where(Measure.family_id == family.id, Measure.agency_id == principal.agency_id)
+                .order_by(Measure.deadline)
+            )
+        ),
+    }
+    if level == access.EMERGENCY:
+        grant = access.active_glass(session, family.id, principal.subject)
+        view.update(contacts=family.contacts, lead_specialist=family.lead_specialist)
+        view["access_expires_at"] = grant.expires_at if grant else None
+    return jsonify(FamilyAgencyOut().dump(view))
+
+
+@families.route("/<family_id>", methods=["PATCH"])
+@families.arguments(FamilyPatch)
+@families.response(200, FamilyOut)
+@require(*CASEWORK)
+@idempotent
+def update_family(data: dict[str, Any], family_id: str) -> Any:
+    """Change address, members (send each kept member's `id`), contacts and notes."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    changed = domain.update_family(session, family, data)
+    record("update", "family", family.id, family.id, fields=changed)
+    return Card(family, access.FULL)
+
+
+@families.route("/<family_id>/duplicates", methods=["GET"])
+@families.response(200, CandidateList)
+@require(*CASEWORK)
+def family_duplicates(family_id: str) -> Any:
+    """On demand: other families this one may duplicate."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    candidates = duplicates.find_candidates(
+        session, duplicates.family_as_report(family), exclude=family.id
     )
-    return family
+    record("search", "family", family.id, family.id, fields=["duplicates"])
+    return {"candidates": candidates}
+
+
+@families.route("/<family_id>/links", methods=["POST"])
+@families.arguments(LinkIn)
+@families.response(201, LinkOut)
+@require(COORDINATOR)
+@idempotent
+def link_duplicate(data: dict[str, Any], family_id: str) -> Any:
+    """Fold a record registered twice (`duplicate_id`) into this family; the duplicate goes."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    duplicate = domain.get_family(session, data["duplicate_id"])
+    link = domain.merge_record(session, duplicate, family)
+    record("update", "family", family.id, family.id, fields=["members", "contacts", "link"])
+    record("delete", "family", duplicate.id, duplicate.id, reason=f"linked to {family.number}")
+    return link
+
+
+@families.route("/<family_id>/links", methods=["GET"])
+@families.response(200, LinkOut(many=True))
+@require(*CASEWORK)
+def list_links(family_id: str) -> Any:
+    session = db_session()
+    domain.get_family(session, family_id)
+    return session.scalars(
+        select(FamilyLink).where(FamilyLink.family_id == family_id).order_by(FamilyLink.linked_at)
+    ).all()
+
+
+@families.route("/<family_id>/category", methods=["POST"])
+@families.arguments(CategoryChangeIn)
+@families.response(201, CategoryChangeOut)
+@require(*CASEWORK)
+@idempotent
+def change_category(data: dict[str, Any], family_id: str) -> Any:
+    """Change the category (sop / risk_group / tzhs) with a date and a justification."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    change = domain.change_category(
+        session,
+        family,
+        data["category"],
+        justification=data["justification"],
+        changed_on=data.get("changed_on"),
+    )
+    record("update", "family", family.id, family.id, fields=["category"])
+    return change
+
+
+@families.route("/<family_id>/category", methods=["GET"])
+@families.response(200, CategoryChangeOut(many=True))
+@require(*CASEWORK)
+def category_history(family_id: str) -> Any:
+    """Every category the family has had, oldest first."""
+    session = db_session()
+    domain.get_family(session, family_id)
+    record("read", "family", family_id, family_id, fields=["category_history"])
+    return domain.category_history(session, family_id)
+
+
+@families.route("/<family_id>/break-glass", methods=["POST"])
+@families.arguments(GlassIn)
+@families.response(201, GlassOut)
+@require(AGENCY_STAFF)
+@idempotent
+def break_glass(data: dict[str, Any], family_id: str) -> Any:
+    """Emergency access outside one's scope for 30 minutes; the coordinator is notified."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    grant = access.break_glass(session, family, data["reason"])
+    record(audit.BREAK_GLASS, "family", family.id, family.id, reason=grant.reason)
+    return grant
+
+
+@families.route("/<family_id>/cases", methods=["GET"])
+@families.response(200, CaseOut(many=True))
+@require(*CASEWORK)
+def list_cases(family_id: str) -> Any:
+    """The family's support episodes, latest first."""
+    session = db_session()
+    domain.get_family(session, family_id)
+    record("read", "case", None, family_id)
+    return session.scalars(
+        select(Case)
+        .where(Case.family_id == family_id)
+        .order_by(Case.opened_on.desc(), Case.created_at.desc())
+    ).all()
+
+
+@families.route("/<family_id>/cases", methods=["POST"])
+@families.arguments(CaseOpenIn)
+@families.response(201, CaseOut)
+@require(*CASEWORK)
+@idempotent
+def open_case(data: dict[str, Any], family_id: str) -> Any:
+    """A family reported again after leaving the data bank gets a new case (a re-entry)."""
+    session = db_session()
+    family = domain.get_family(session, family_id)
+    case = domain_cases.open_case(
+        session, family, source=data["source"], lead=data.get("lead_specialist")
+    )
+    record("create", "case", case.id, family.id)
+    return case, 201, {"Location": f"/cases/{case.id}"}

@@ -6,6 +6,8 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from services.registry.api import families
+from services.registry.api_admin import admin
+from services.registry.api_cases import cases
 from services.registry.models import tables
 from shared.config import Settings, load_settings
 from shared.http import create_service_app
@@ -16,6 +18,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         "registry",
         settings or load_settings("registry"),
         tables=tables,
-        blueprints=[families],
+        blueprints=[families, cases, admin],
         engine=engine,
     )

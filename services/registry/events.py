@@ -7,7 +7,15 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from services.registry.models import CATEGORIES, tables
+from services.registry.models import (
+    AGENCY_KINDS,
+    ASSESSMENT_DOMAINS,
+    CATEGORIES,
+    MEASURE_STATUSES,
+    OUTCOMES,
+    STAGES,
+    tables,
+)
 from shared.events import event_schema
 from shared.messaging.outbox import add_event
 
@@ -55,3 +63,152 @@ def publish(
     session: Session, name: str, data: dict[str, Any], version: int | None = None
 ) -> dict[str, Any]:
     return add_event(session, tables, name, data, producer="registry", version=version)
+
+
+class CaseRefSchema(Schema):
+    """Fields every case event carries; ``number`` is the family's registry number."""
+
+    case_id = fields.String(required=True)
+    family_id = fields.String(required=True)
+    number = fields.String(required=True)
+    district = fields.String(required=True)
+    lead_specialist = fields.String(required=True, allow_none=True)
+
+
+@event_schema("registry.family.category_changed", 1)
+class FamilyCategoryChangedV1(Schema):
+    """A family's category changed (escalation or improvement); the justification stays in the
+    registry."""
+
+    family_id = fields.String(required=True)
+    number = fields.String(required=True)
+    district = fields.String(required=True)
+    category_from = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    category_to = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    changed_on = fields.Date(required=True)
+    family_version = fields.Integer(required=True)
+
+
+@event_schema("registry.case.opened", 1)
+class CaseOpenedV1(CaseRefSchema):
+    """A case opened for a family already in the registry: a re-entry, a second report, an accepted
+    signal. A newly registered family's first case is implied by registry.family.registered."""
+
+    opened_on = fields.Date(required=True)
+    reentry = fields.Boolean(required=True)
+    source = fields.String(required=True)
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+
+
+@event_schema("registry.case.stage_changed", 1)
+class CaseStageChangedV1(CaseRefSchema):
+    """A case moved between preparatory, support, final and closed."""
+
+    stage_from = fields.String(required=True, validate=validate.OneOf(STAGES))
+    stage_to = fields.String(required=True, validate=validate.OneOf(STAGES))
+    changed_on = fields.Date(required=True)
+
+
+@event_schema("registry.case.closed", 1)
+class CaseClosedV1(CaseRefSchema):
+    """The family left the data bank with this outcome."""
+
+    closed_on = fields.Date(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+    decision_ref = fields.String(required=True, allow_none=True)
+    duration_days = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+@event_schema("registry.case.approval_requested", 1)
+class CaseApprovalRequestedV1(CaseRefSchema):
+    """A lead specialist asks the coordinator to approve the plan or the closing (notify them)."""
+
+    approval_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(("plan", "closing")))
+    requested_by = fields.String(required=True)
+
+
+@event_schema("registry.case.approval_decided", 1)
+class CaseApprovalDecidedV1(CaseRefSchema):
+    """The approver's decision; a refusal's comment is read in the registry, not carried here."""
+
+    approval_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(("plan", "closing")))
+    decision = fields.String(required=True, validate=validate.OneOf(("approved", "refused")))
+    decided_by = fields.String(required=True)
+
+
+@event_schema("registry.case.lead_assigned", 1)
+class CaseLeadAssignedV1(CaseRefSchema):
+    """A lead specialist was assigned or the case reassigned."""
+
+    previous_lead_specialist = fields.String(required=True, allow_none=True)
+    assigned_by = fields.String(required=True)
+
+
+@event_schema("registry.agreement.recorded", 1)
+class AgreementRecordedV1(Schema):
+    """The family's agreement and consents; referrals checks ``share_with`` (agency kinds) before
+    sending the family's data to an agency."""
+
+    agreement_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    family_id = fields.String(required=True)
+    signed_on = fields.Date(required=True)
+    valid_until = fields.Date(required=True)
+    consent_data_processing = fields.Boolean(required=True)
+    share_with = fields.List(fields.String(validate=validate.OneOf(AGENCY_KINDS)), required=True)
+
+
+class MeasureSchema(Schema):
+    measure_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    family_id = fields.String(required=True)
+    number = fields.String(required=True)
+    district = fields.String(required=True)
+    agency_id = fields.String(required=True, allow_none=True)
+    kind = fields.String(required=True)
+    title = fields.String(required=True)
+    deadline = fields.Date(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(MEASURE_STATUSES))
+    measure_version = fields.Integer(required=True)
+
+
+@event_schema("registry.measure.assigned", 1)
+class MeasureAssignedV1(MeasureSchema):
+    """A plan measure was assigned to another agency: referrals turns it into a referral."""
+
+
+@event_schema("registry.measure.updated", 1)
+class MeasureUpdatedV1(MeasureSchema):
+    """A measure's status, deadline or result changed; ``measure_version`` orders updates."""
+
+
+@event_schema("registry.assessment.recorded", 1)
+class AssessmentRecordedV1(Schema):
+    """A dated assessment, scores 1-5 per domain, for effectiveness monitoring."""
+
+    assessment_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    family_id = fields.String(required=True)
+    assessed_on = fields.Date(required=True)
+    scores = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(ASSESSMENT_DOMAINS)),
+        values=fields.Integer(validate=validate.Range(min=1, max=5)),
+        required=True,
+    )
+    average = fields.Float(required=True)
+
+
+@event_schema("registry.access.emergency_granted", 1)
+class EmergencyAccessGrantedV1(Schema):
+    """A staff member outside the family's scope broke the glass: tell the district coordinator.
+    The stated reason is read in the registry's audit trail."""
+
+    grant_id = fields.String(required=True)
+    family_id = fields.String(required=True)
+    number = fields.String(required=True)
+    district = fields.String(required=True)
+    subject = fields.String(required=True)
+    agency_id = fields.String(required=True, allow_none=True)
+    expires_at = fields.AwareDateTime(required=True, format="iso")

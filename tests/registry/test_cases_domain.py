@@ -11,7 +11,15 @@ from registry_helpers import TODAY, family_data, outbox, scores, sqlite_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.registry import domain, domain_cases, domain_plan, statistics
+from services.registry import (
+    domain,
+    domain_approvals,
+    domain_assessments,
+    domain_cases,
+    domain_contact_log,
+    domain_plan,
+    statistics,
+)
 from services.registry.models import AgencyAccess, Case, ContactEntry, Family, Measure
 from shared.db import utcnow
 from shared.errors import Conflict, RuleViolation
@@ -52,8 +60,8 @@ def measure(session: Session, case: Case, agency: str | None = None, **kw: objec
 
 
 def approve_plan(session: Session, case: Case) -> None:
-    approval = domain_cases.request_approval(session, case, "plan", by="spec-1")
-    domain_cases.decide_approval(session, approval, approve=True, by="coord")
+    approval = domain_approvals.request_approval(session, case, "plan", by="spec-1")
+    domain_approvals.decide_approval(session, approval, approve=True, by="coord")
 
 
 def to_support(session: Session, case: Case) -> None:
@@ -117,21 +125,23 @@ def test_refused_approval_returns_with_a_comment_and_can_be_asked_again(
 ) -> None:
     _, case = new_case(session)
     measure(session, case)
-    approval = domain_cases.request_approval(session, case, "plan", by="spec-1")
+    approval = domain_approvals.request_approval(session, case, "plan", by="spec-1")
     with pytest.raises(Conflict):
-        domain_cases.request_approval(session, case, "plan", by="spec-1")
+        domain_approvals.request_approval(session, case, "plan", by="spec-1")
     with pytest.raises(RuleViolation) as info:
-        domain_cases.decide_approval(session, approval, approve=False, by="coord")
+        domain_approvals.decide_approval(session, approval, approve=False, by="coord")
     assert "comment" in (info.value.errors or {})
     with pytest.raises(RuleViolation):
-        domain_cases.decide_approval(session, approval, approve=True, by="spec-1")  # own request
-    domain_cases.decide_approval(
+        domain_approvals.decide_approval(
+            session, approval, approve=True, by="spec-1"
+        )  # own request
+    domain_approvals.decide_approval(
         session, approval, approve=False, comment="добавьте занятость отца", by="coord"
     )
     assert approval.state == "refused" and case.plan_approved_at is None
     with pytest.raises(Conflict):
-        domain_cases.decide_approval(session, approval, approve=True, by="coord")
-    again = domain_cases.request_approval(session, case, "plan", by="spec-1")
+        domain_approvals.decide_approval(session, approval, approve=True, by="coord")
+    again = domain_approvals.request_approval(session, case, "plan", by="spec-1")
     assert again.state == "pending"
     kinds = [e["data"]["decision"] for e in outbox(session, "registry.case.approval_decided")]
     assert kinds == ["refused"]
@@ -154,13 +164,13 @@ def test_the_whole_path_to_closed_removes_the_family_from_the_bank(session: Sess
     domain_plan.update_measure(session, first, {"status": "done", "result_note": "проведена"})
     domain_cases.change_stage(session, case, "final")
     with pytest.raises(RuleViolation):
-        domain_cases.request_approval(session, case, "closing")
+        domain_approvals.request_approval(session, case, "closing")
     domain_cases.record_closing(session, case, analysis="работа проведена", outcome="improvement")
-    approval = domain_cases.request_approval(session, case, "closing", by="spec-1")
+    approval = domain_approvals.request_approval(session, case, "closing", by="spec-1")
     with pytest.raises(RuleViolation) as info:
-        domain_cases.decide_approval(session, approval, approve=True, by="coord")
+        domain_approvals.decide_approval(session, approval, approve=True, by="coord")
     assert "decision_ref" in (info.value.errors or {})
-    domain_cases.decide_approval(
+    domain_approvals.decide_approval(
         session,
         approval,
         approve=True,
@@ -177,7 +187,9 @@ def test_the_whole_path_to_closed_removes_the_family_from_the_bank(session: Sess
     stages = [e["data"]["stage_to"] for e in outbox(session, "registry.case.stage_changed")]
     assert stages == ["support", "final", "closed"]
     with pytest.raises(Conflict):
-        domain_cases.log_contact(session, case, {"occurred_on": TODAY, "kind": "conversation"})
+        domain_contact_log.log_contact(
+            session, case, {"occurred_on": TODAY, "kind": "conversation"}
+        )
 
 
 def test_a_family_reported_again_gets_a_new_case_counted_as_reentry(session: Session) -> None:
@@ -187,8 +199,10 @@ def test_a_family_reported_again_gets_a_new_case_counted_as_reentry(session: Ses
         domain_plan.update_measure(session, m, {"status": "done"})
     domain_cases.change_stage(session, case, "final")
     domain_cases.record_closing(session, case, analysis="переезд", outcome="moved_away")
-    approval = domain_cases.request_approval(session, case, "closing", by="spec-1")
-    domain_cases.decide_approval(session, approval, approve=True, decision_ref="№ 1", by="coord")
+    approval = domain_approvals.request_approval(session, case, "closing", by="spec-1")
+    domain_approvals.decide_approval(
+        session, approval, approve=True, decision_ref="№ 1", by="coord"
+    )
     second = domain_cases.open_case(session, family, source="report", by="spec-2")
     assert second.reentry and family.in_bank and family.stage == "preparatory"
     [opened] = outbox(session, "registry.case.opened")
@@ -205,11 +219,11 @@ def test_stage_moves_outside_the_technology_are_refused(session: Session) -> Non
 
 def test_lead_specialist_history(session: Session) -> None:
     family, case = new_case(session)
-    domain_cases.assign_lead(session, case, "spec-1", by="coord")
-    domain_cases.assign_lead(session, case, "spec-2", by="coord", reason="отпуск")
+    domain_approvals.assign_lead(session, case, "spec-1", by="coord")
+    domain_approvals.assign_lead(session, case, "spec-2", by="coord", reason="отпуск")
     with pytest.raises(RuleViolation):
-        domain_cases.assign_lead(session, case, "spec-2", by="coord")
-    history = domain_cases.lead_history(session, case)
+        domain_approvals.assign_lead(session, case, "spec-2", by="coord")
+    history = domain_approvals.lead_history(session, case)
     assert [(h.specialist, h.ended_at is None) for h in history] == [
         ("spec-1", False),
         ("spec-2", True),
@@ -267,7 +281,7 @@ def test_declined_referral_leaves_the_measure_not_done_with_the_reason(session: 
 
 def test_overdue_per_case_specialist_and_district(session: Session) -> None:
     _, case = new_case(session)
-    domain_cases.assign_lead(session, case, "spec-1", by="coord")
+    domain_approvals.assign_lead(session, case, "spec-1", by="coord")
     measure(session, case, deadline=TODAY)
     _, other = new_case(session, "Петрова")
     measure(session, other, deadline=LATER)
@@ -285,17 +299,17 @@ def test_overdue_per_case_specialist_and_district(session: Session) -> None:
 def test_assessment_dynamics_first_to_latest(session: Session) -> None:
     _, case = new_case(session)
     with pytest.raises(RuleViolation) as info:
-        domain_plan.record_assessment(
+        domain_assessments.record_assessment(
             session, case, {"assessed_on": TODAY, "scores": {"housing": 2}}
         )
     assert "scores.child_safety" in (info.value.errors or {})
-    domain_plan.record_assessment(
+    domain_assessments.record_assessment(
         session, case, {"assessed_on": TODAY, "scores": scores(2, child_safety=1)}
     )
-    domain_plan.record_assessment(
+    domain_assessments.record_assessment(
         session, case, {"assessed_on": TODAY, "scores": scores(3, child_safety=4)}
     )
-    dyn = domain_plan.dynamics(domain_plan.assessments_of(session, case.id))
+    dyn = domain_assessments.dynamics(domain_assessments.assessments_of(session, case.id))
     assert dyn["domains"]["child_safety"] == {"first": 1, "latest": 4, "change": 3}
     assert dyn["domains"]["housing"]["change"] == 1 and dyn["count"] == 2
     assert dyn["average"]["change"] > 0
@@ -343,12 +357,12 @@ def _visit(family_id: str, visit_id: str = "v-1") -> dict:  # type: ignore[type-
 
 def test_a_raid_visit_lands_in_the_contact_log_once(session: Session) -> None:
     family, case = new_case(session)
-    entry = domain_cases.record_visit(session, _visit(family.id), "event-1")
+    entry = domain_contact_log.record_visit(session, _visit(family.id), "event-1")
     assert entry is not None and entry.case_id == case.id and entry.kind == "raid_visit"
     assert entry.staff == ["pdn-7", "spec-1"] and "URGENT" in (entry.note or "")
     session.flush()
-    assert domain_cases.record_visit(session, _visit(family.id), "event-2") is None
-    assert domain_cases.record_visit(session, _visit("unknown-family"), "event-3") is None
+    assert domain_contact_log.record_visit(session, _visit(family.id), "event-2") is None
+    assert domain_contact_log.record_visit(session, _visit("unknown-family"), "event-3") is None
 
 
 def test_a_visit_after_closing_goes_to_the_latest_case(session: Session) -> None:
@@ -356,20 +370,20 @@ def test_a_visit_after_closing_goes_to_the_latest_case(session: Session) -> None
     case.closed_on = TODAY
     case.stage = "closed"
     session.flush()
-    entry = domain_cases.record_visit(session, _visit(family.id, "v-2"), "event-4")
+    entry = domain_contact_log.record_visit(session, _visit(family.id, "v-2"), "event-4")
     assert entry is not None and entry.case_id == case.id
 
 
 def test_an_accepted_signal_attaches_to_the_open_case_or_opens_one(session: Session) -> None:
     family, case = new_case(session)
-    attached, opened = domain_cases.accept_signal(
+    attached, opened = domain_contact_log.accept_signal(
         session, signal_id="s-1", family_id=family.id, accepted_by="coord", at=utcnow()
     )
     assert attached.id == case.id and not opened
     case.closed_on = TODAY
     family.in_bank = False
     session.flush()
-    new, opened = domain_cases.accept_signal(
+    new, opened = domain_contact_log.accept_signal(
         session, signal_id="s-2", family_id=family.id, accepted_by="coord", at=utcnow()
     )
     assert opened and new.reentry and new.stage == "preparatory" and new.source == "signal:s-2"

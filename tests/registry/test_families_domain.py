@@ -10,7 +10,14 @@ import pytest
 from registry_helpers import TODAY, family_data, outbox, sqlite_session
 from sqlalchemy.orm import Session
 
-from services.registry import domain, domain_cases, domain_plan, duplicates
+from services.registry import (
+    domain,
+    domain_approvals,
+    domain_cases,
+    domain_plan,
+    domain_search,
+    duplicates,
+)
 from services.registry.models import Case, Family
 from shared.errors import Conflict, RuleViolation
 
@@ -230,7 +237,7 @@ def test_one_open_case_per_family(session: Session) -> None:
 
 
 def _search(session: Session, **args: object) -> list[str]:
-    return [f.display_name for f in session.scalars(domain.search_families(args))]
+    return [f.display_name for f in session.scalars(domain_search.search_families(args))]
 
 
 def test_search_by_surname_start_in_either_script_and_filters(session: Session) -> None:
@@ -247,7 +254,7 @@ def test_search_by_surname_start_in_either_script_and_filters(session: Session) 
     assert _search(session, sort="display_name") == ["Ёлкина", "Иванова", "Петрова"]
     case = domain_cases.open_case_of(session, ivanova.id)
     assert case is not None
-    domain_cases.assign_lead(session, case, "spec-7", by="coord")
+    domain_approvals.assign_lead(session, case, "spec-7", by="coord")
     domain_plan.add_measure(
         session, case, {"title": "Проверка школы", "kind": "school_check", "deadline": TODAY}
     )
@@ -256,3 +263,17 @@ def test_search_by_surname_start_in_either_script_and_filters(session: Session) 
     assert _search(session, overdue=True) == []
     assert _search(session, overdue=True, today=TODAY + dt.timedelta(days=1)) == ["Иванова"]
     assert _search(session, stage="support") == []
+
+
+def test_the_family_count_stops_at_the_cap(session: Session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for surname in ("Иванова", "Иванцова", "Иваненко"):
+        domain.register_family(session, family_data(surname))
+    session.flush()
+    stmt = domain_search.search_families({"surname": "иван"})
+    exact = domain_search.page_of(session, stmt, page=1, page_size=1)
+    assert (exact["total"], exact["total_exact"], exact["pages"]) == (3, True, 3)
+    monkeypatch.setattr(domain_search, "COUNT_CAP", 2)
+    capped = domain_search.page_of(session, stmt, page=1, page_size=1)
+    assert (capped["total"], capped["total_exact"], len(capped["items"])) == (2, False, 1)
+    deep = domain_search.page_of(session, stmt, page=3, page_size=1)
+    assert len(deep["items"]) == 1 and deep["total"] == 3 and deep["total_exact"]

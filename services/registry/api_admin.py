@@ -1,0 +1,125 @@
+"""The registry's HTTP API for monitoring and administration: statistics (JSON, CSV, XLSX, PNG),
+the catalogues admins extend, and the audit trail (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from services.registry import domain_plan, statistics
+from services.registry.models import CatalogueEntry, tables
+from services.registry.schemas_cases import (
+    AuditArgs,
+    AuditPage,
+    CatalogueEntryIn,
+    CatalogueEntryOut,
+    CatalogueOut,
+    StatisticsArgs,
+    StatisticsOut,
+)
+from shared.auth import audit
+from shared.auth.policy import require
+from shared.auth.roles import ADMIN, AUDITOR, COORDINATOR, LEAD_SPECIALIST
+from shared.errors import NotFound
+from shared.http import db_session, idempotent, paginate
+
+admin = Blueprint("admin", __name__, url_prefix="", description="Statistics, catalogues, audit")
+
+MEDIA = {
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    "png": ("image/png", "png"),
+}
+
+
+@admin.route("/statistics", methods=["GET"])
+@admin.arguments(StatisticsArgs, location="query")
+@admin.response(200, StatisticsOut)
+@admin.alt_response(200, success=True, content_type="text/csv", description="format=csv")
+@require(AUDITOR, COORDINATOR, LEAD_SPECIALIST, ADMIN)
+def get_statistics(args: dict[str, Any]) -> Any:
+    """Per region or district and year: families in the bank by category at year end, entered,
+    re-entered, removed by outcome, average duration by category. `format`: json, csv, xlsx, png."""
+    stats = statistics.compute(
+        db_session(),
+        year_from=args["year_from"],
+        year_to=args["year_to"],
+        region=args.get("region"),
+        district=args.get("district"),
+        by=args["by"],
+    )
+    audit.record(
+        db_session(),
+        tables,
+        action=audit.EXPORT,
+        entity="statistics",
+        entity_id=None,
+        fields=[args["format"]],
+    )
+    if args["format"] == "json":
+        return stats
+    media, ext = MEDIA[args["format"]]
+    body = {"csv": statistics.to_csv, "xlsx": statistics.to_xlsx, "png": statistics.to_png}[
+        args["format"]
+    ](stats)
+    name = f"opora-statistics-{args['year_from']}-{args['year_to']}.{ext}"
+    return Response(
+        body,
+        mimetype=media.split(";")[0],
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Content-Type": media},
+    )
+
+
+@admin.route("/catalogues/<name>", methods=["GET"])
+@admin.response(200, CatalogueOut)
+@require(LEAD_SPECIALIST, COORDINATOR, ADMIN)
+def get_catalogue(name: str) -> Any:
+    """`problem`, `strength` or `measure_kind`: built-in codes and those admins added."""
+    items = domain_plan.catalogue(db_session(), name, include_inactive=True)
+    return {"catalogue": name, "items": list(items.values())}
+
+
+@admin.route("/catalogues/<name>", methods=["POST"])
+@admin.arguments(CatalogueEntryIn)
+@admin.response(201, CatalogueEntryOut)
+@require(ADMIN)
+@idempotent
+def add_catalogue_entry(data: dict[str, Any], name: str) -> Any:
+    entry = domain_plan.add_catalogue_entry(db_session(), name, data)
+    return {**data, "built_in": False, "active": entry.active}
+
+
+@admin.route("/catalogues/<name>/<code>", methods=["DELETE"])
+@admin.response(204)
+@require(ADMIN)
+@idempotent
+def retire_catalogue_entry(name: str, code: str) -> Any:
+    """Retire an added code: records that use it keep it, new ones cannot."""
+    entry = db_session().scalar(
+        select(CatalogueEntry).where(CatalogueEntry.catalogue == name, CatalogueEntry.code == code)
+    )
+    if entry is None:
+        raise NotFound("no added entry with this code (built-in codes stay)")
+    entry.active = False
+    return None
+
+
+@admin.route("/audit", methods=["GET"])
+@admin.arguments(AuditArgs, location="query")
+@admin.response(200, AuditPage)
+@require(ADMIN)
+def audit_trail(args: dict[str, Any]) -> Any:
+    """Who read or changed what, newest first; nobody can edit it."""
+    log = tables.audit_log
+    stmt = select(log).order_by(log.c.at.desc(), log.c.id.desc())
+    for key in ("family_id", "actor", "entity", "action"):
+        if args.get(key):
+            stmt = stmt.where(log.c[key] == args[key])
+    if args.get("since"):
+        stmt = stmt.where(log.c.at >= args["since"])
+    if args.get("until"):
+        stmt = stmt.where(log.c.at < args["until"])
+    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])

@@ -1,0 +1,75 @@
+"""Finding families: filters, the surname search and a page with a bounded count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from services.registry import duplicates
+from services.registry.domain import today
+from services.registry.models import OPEN_MEASURE_STATUSES, AgencyAccess, Family, Measure
+
+SORTS = {
+    "number": Family.number,
+    "created_at": Family.created_at,
+    "updated_at": Family.updated_at,
+    "display_name": Family.display_name,
+    "category": Family.category,
+    "district": Family.district,
+    "settlement": Family.settlement,
+    "stage": Family.stage,
+}
+
+COUNT_CAP = 1000
+
+
+def page_of(session: Session, stmt: Select[Any], *, page: int, page_size: int) -> dict[str, Any]:
+    """A page of families with the total counted up to a cap: past it, ``total_exact`` is false
+    and ``total`` a lower bound. A common surname's prefix can match a tenth of a million-family
+    bank; counting all of them would cost more than the page itself, and nobody reads on."""
+    cap = max(COUNT_CAP, page * page_size)
+    limited = stmt.order_by(None).limit(cap + 1).subquery()
+    counted = int(session.scalar(select(func.count()).select_from(limited)) or 0)
+    items = list(session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)))
+    total = min(counted, cap)
+    return {
+        "items": items,
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "total_exact": counted <= cap,
+        "pages": -(-total // page_size),
+    }
+
+
+def search_families(args: dict[str, Any], *, agency_id: str | None = None) -> Select[Any]:
+    """The filtered, sorted list of families; ``agency_id`` limits it to that agency's scope."""
+    stmt = select(Family)
+    for key in ("district", "settlement", "category", "stage", "lead_specialist", "region"):
+        if args.get(key):
+            stmt = stmt.where(getattr(Family, key) == args[key])
+    if args.get("in_bank") is not None:
+        stmt = stmt.where(Family.in_bank.is_(args["in_bank"]))
+    if args.get("surname"):
+        term = duplicates.search_term(args["surname"])
+        stmt = stmt.where(Family.search_names.like(f"% {term}%"))
+    if args.get("overdue"):
+        stmt = stmt.where(
+            exists().where(
+                and_(
+                    Measure.family_id == Family.id,
+                    Measure.status.in_(OPEN_MEASURE_STATUSES),
+                    Measure.deadline < (args.get("today") or today()),
+                )
+            )
+        )
+    if agency_id is not None:
+        stmt = stmt.where(
+            exists().where(AgencyAccess.family_id == Family.id, AgencyAccess.agency_id == agency_id)
+        )
+    sort = args.get("sort") or "-created_at"
+    column = SORTS[sort.lstrip("-")]
+    order = column.desc() if sort.startswith("-") else column.asc()
+    return stmt.order_by(order, Family.id)
