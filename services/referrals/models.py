@@ -1,9 +1,28 @@
-"""The referrals service's tables (the agency directory and referrals come with their issue)."""
+"""The referrals service's tables: the agency directory (agencies, contacts, routing rules),
+referrals with their status history and comments, signals in, and the read model of the
+families' consents learned from the registry's agreement events."""
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from __future__ import annotations
 
-from shared.db import NAMING_CONVENTION
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.db import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from shared.tables import infrastructure_tables
 
 
@@ -14,3 +33,192 @@ class Base(DeclarativeBase):
 
 
 tables = infrastructure_tables(Base.metadata)
+
+AGENCY_KINDS = (
+    "school",
+    "police_pdn",
+    "kdn",
+    "health",
+    "culture",
+    "employment",
+    "social_protection",
+    "family_centre",
+    "charity",
+    "church",
+    "other",
+)
+# FHIR ServiceRequest.priority, so a health agency reads it without a mapping table.
+URGENCIES = ("routine", "urgent", "asap", "stat")
+SIGNAL_PRIORITIES = ("red", "amber", "green")
+SIGNAL_STATUSES = ("new", "accepted", "dismissed")
+
+
+class Agency(Base):
+    """An agency of the prevention system; its id is what tokens carry as ``agency``."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    districts: Mapped[list[str]] = mapped_column(JSON)
+    services: Mapped[list[str]] = mapped_column(JSON)
+    working_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="agency", cascade="all, delete-orphan", order_by="Contact.person_id"
+    )
+
+
+class Contact(Base):
+    """A staff member of an agency: the person id is a token's subject."""
+
+    __tablename__ = "agency_contacts"
+    __table_args__ = (UniqueConstraint("agency_id", "person_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agency_id: Mapped[str] = mapped_column(
+        ForeignKey("agencies.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[str] = mapped_column(String(120), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(60))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+    agency: Mapped[Agency] = relationship(back_populates="contacts")
+
+
+class RoutingRule(Base):
+    """Which agency receives a referral for a service in a district (``*`` = any district)."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (UniqueConstraint("service_code", "district"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    service_code: Mapped[str] = mapped_column(String(60))
+    district: Mapped[str] = mapped_column(String(120))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id", ondelete="CASCADE"))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Consent(Base):
+    """Read model of a family's agreement (registry): to which agency kinds data may go."""
+
+    __tablename__ = "consents"
+
+    agreement_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    case_id: Mapped[str] = mapped_column(String(36))
+    signed_on: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    data_processing: Mapped[bool] = mapped_column(Boolean)
+    share_with: Mapped[list[str]] = mapped_column(JSON)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Referral(Base):
+    """A request to an agency to act for a family. It carries only what the agency needs: the
+    family's registry id and number, never the family file."""
+
+    __tablename__ = "referrals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    measure_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    family_number: Mapped[str] = mapped_column(String(20))
+    district: Mapped[str] = mapped_column(String(120))
+    agency_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    service_code: Mapped[str] = mapped_column(String(60))
+    reason: Mapped[str] = mapped_column(Text)
+    urgency: Mapped[str] = mapped_column(String(10))
+    deadline: Mapped[dt.date | None] = mapped_column(Date)
+    contact: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    hold_note: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[str | None] = mapped_column(String(120))
+    sender_id: Mapped[str] = mapped_column(String(120), index=True)
+    sender_agency_id: Mapped[str | None] = mapped_column(String(64))
+    consent_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    consent_override_reason: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    history: Mapped[list[StatusChange]] = relationship(
+        back_populates="referral", cascade="all, delete-orphan", order_by="StatusChange.seq"
+    )
+    comments: Mapped[list[Comment]] = relationship(
+        back_populates="referral", cascade="all, delete-orphan", order_by="Comment.at"
+    )
+
+
+class StatusChange(Base):
+    """One dated step of a referral's life, by whom and why; never changed afterwards."""
+
+    __tablename__ = "referral_status_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    referral_id: Mapped[str] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(120))
+
+    referral: Mapped[Referral] = relationship(back_populates="history")
+
+
+class Comment(Base):
+    """The thread between the sending specialist and the agency."""
+
+    __tablename__ = "referral_comments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    referral_id: Mapped[str] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[str] = mapped_column(String(120))
+    author_agency_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    referral: Mapped[Referral] = relationship(back_populates="comments")
+
+
+class Signal(Base):
+    """An agency's report of a family in trouble, waiting for a coordinator's triage."""
+
+    __tablename__ = "signals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    reporter_id: Mapped[str] = mapped_column(String(120))
+    reporter_agency_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    district: Mapped[str] = mapped_column(String(120), index=True)
+    observed: Mapped[str] = mapped_column(Text)
+    observed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    family: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    triage_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    dismiss_reason: Mapped[str | None] = mapped_column(Text)
+    family_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,176 @@
+"""Signals in (early detection): an agency reports a family in trouble; a coordinator triages it
+within the priority's deadline (red 2 h, amber 6 h, green 24 h by default), or the signal is
+escalated. Red signals are announced at once.
+
+``now`` is always passed in, so the SLA is tested with a controlled clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.referrals.events import publish
+from services.referrals.models import SIGNAL_PRIORITIES, Signal
+from shared.config import ConfigError
+from shared.errors import Conflict, NotFound, RuleViolation
+
+DEFAULT_SLA_HOURS = {"red": 2.0, "amber": 6.0, "green": 24.0}
+
+
+@dataclass(frozen=True)
+class SignalRules:
+    """``REFERRALS_SIGNAL_SLA_HOURS="red=2,amber=6,green=24"`` overrides the deadlines."""
+
+    sla_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SignalRules:
+        env = os.environ if env is None else env
+        raw = env.get("REFERRALS_SIGNAL_SLA_HOURS", "")
+        hours = dict(DEFAULT_SLA_HOURS)
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name not in SIGNAL_PRIORITIES:
+                raise ConfigError(f"REFERRALS_SIGNAL_SLA_HOURS: unknown priority {name!r}")
+            try:
+                hours[name] = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"REFERRALS_SIGNAL_SLA_HOURS: {part!r} is not name=hours"
+                ) from None
+            if hours[name] <= 0:
+                raise ConfigError("REFERRALS_SIGNAL_SLA_HOURS: hours must be positive")
+        return cls(hours)
+
+    def deadline(self, priority: str, received_at: dt.datetime) -> dt.datetime:
+        return received_at + dt.timedelta(hours=self.sla_hours[priority])
+
+
+def _facts(signal: Signal) -> dict[str, Any]:
+    return {
+        "signal_id": signal.id,
+        "district": signal.district,
+        "priority": signal.priority,
+        "reporter_agency_id": signal.reporter_agency_id,
+        "triage_due_at": signal.triage_due_at.isoformat(),
+    }
+
+
+def get_signal(session: Session, signal_id: str, *, for_update: bool = False) -> Signal:
+    stmt = select(Signal).where(Signal.id == signal_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    signal = session.scalars(stmt).first()
+    if signal is None:
+        raise NotFound(f"no signal {signal_id}")
+    return signal
+
+
+def report(
+    session: Session,
+    data: dict[str, Any],
+    *,
+    reporter_id: str,
+    reporter_agency_id: str | None,
+    now: dt.datetime,
+    rules: SignalRules,
+) -> Signal:
+    if data["observed_at"] > now + dt.timedelta(minutes=5):
+        raise RuleViolation(
+            "the observation lies in the future", errors={"observed_at": ["in the future"]}
+        )
+    signal = Signal(
+        reporter_id=reporter_id,
+        reporter_agency_id=reporter_agency_id,
+        district=data["district"],
+        observed=data["observed"],
+        observed_at=data["observed_at"],
+        family=data["family"],
+        priority=data["priority"],
+        status="new",
+        triage_due_at=rules.deadline(data["priority"], now),
+        family_id=data["family"].get("family_id"),
+        created_at=now,
+    )
+    session.add(signal)
+    session.flush()
+    publish(session, "referrals.signal.received", _facts(signal))
+    if signal.priority == "red":
+        publish(session, "referrals.signal.urgent", _facts(signal))
+    return signal
+
+
+def _open(signal: Signal) -> None:
+    if signal.status != "new":
+        raise Conflict(f"the signal is already {signal.status}", code="signal-triaged")
+
+
+def accept(
+    session: Session, signal: Signal, *, by: str, family_id: str | None, now: dt.datetime
+) -> Signal:
+    """The registry opens or attaches a case from ``referrals.signal.accepted``."""
+    _open(signal)
+    signal.status = "accepted"
+    signal.decided_at = now
+    signal.decided_by = by
+    if family_id:
+        signal.family_id = family_id
+    publish(
+        session,
+        "referrals.signal.accepted",
+        {
+            **_facts(signal),
+            "family_id": signal.family_id,
+            "family": signal.family,
+            "observed_at": signal.observed_at.isoformat(),
+            "accepted_by": by,
+            "at": now.isoformat(),
+        },
+    )
+    return signal
+
+
+def dismiss(session: Session, signal: Signal, *, by: str, reason: str, now: dt.datetime) -> Signal:
+    _open(signal)
+    if not reason.strip():
+        raise RuleViolation("a dismissal needs a reason", errors={"reason": ["required"]})
+    signal.status = "dismissed"
+    signal.decided_at = now
+    signal.decided_by = by
+    signal.dismiss_reason = reason
+    publish(
+        session,
+        "referrals.signal.dismissed",
+        {**_facts(signal), "reason": reason, "dismissed_by": by, "at": now.isoformat()},
+    )
+    return signal
+
+
+def escalate_overdue(session: Session, now: dt.datetime) -> list[Signal]:
+    """Untriaged signals past their deadline, each escalated once."""
+    overdue = session.scalars(
+        select(Signal)
+        .where(
+            Signal.status == "new",
+            Signal.escalated_at.is_(None),
+            Signal.triage_due_at <= now,
+        )
+        .order_by(Signal.triage_due_at)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for signal in overdue:
+        signal.escalated_at = now
+        publish(
+            session,
+            "referrals.signal.escalated",
+            {**_facts(signal), "escalated_at": now.isoformat()},
+        )
+    return list(overdue)
