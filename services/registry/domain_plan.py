@@ -258,17 +258,20 @@ def update_measure(
     return measure
 
 
+# The referral's status (HL7 FHIR Task vocabulary, as the referrals service publishes it) -> the
+# measure's. ``draft`` and ``entered-in-error`` leave the measure alone.
 REFERRAL_TO_MEASURE = {
-    "sent": "referred",
-    "delivered": "referred",
+    "requested": "referred",
+    "received": "referred",
     "accepted": "in_progress",
-    "in_progress": "in_progress",
+    "in-progress": "in_progress",
+    "on-hold": "in_progress",
     "completed": "done",
-    "declined": "not_done",
+    "rejected": "not_done",
     "failed": "not_done",
-    "expired": "not_done",
-    "withdrawn": "cancelled",
+    "cancelled": "cancelled",
 }
+REFERRAL_STATUSES_IGNORED = frozenset({"draft", "entered-in-error"})
 _RANK = {"planned": 0, "referred": 1, "in_progress": 2, "done": 3, "not_done": 3, "cancelled": 3}
 
 
@@ -283,6 +286,8 @@ def apply_referral_status(
 ) -> Measure | None:
     """The closed loop: a referral's status moves its measure. Stale or out-of-order news (older
     than the measure's last change, or a step back) changes nothing; returns None then."""
+    if status in REFERRAL_STATUSES_IGNORED:
+        return None
     if status not in REFERRAL_TO_MEASURE:
         raise ValueError(f"unknown referral status {status!r}")
     measure = session.get(Measure, measure_id)

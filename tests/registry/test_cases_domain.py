@@ -257,26 +257,26 @@ def test_referral_outcomes_move_the_measure_and_ignore_stale_news(session: Sessi
     _, case = new_case(session)
     m = measure(session, case, agency="school-1")
     now = utcnow()
-    domain_plan.apply_referral_status(session, m.id, "delivered", None, now, referral_id="r-1")
+    domain_plan.apply_referral_status(session, m.id, "received", None, now, referral_id="r-1")
     assert m.status == "referred" and m.referral_id == "r-1"
     domain_plan.apply_referral_status(session, m.id, "accepted", None, now)
     assert m.status == "in_progress"
-    assert domain_plan.apply_referral_status(session, m.id, "sent", None, now) is None
-    assert m.status == "in_progress"  # a late "sent" does not step back
+    assert domain_plan.apply_referral_status(session, m.id, "requested", None, now) is None
+    assert m.status == "in_progress"  # a late "requested" does not step back
     domain_plan.apply_referral_status(session, m.id, "completed", "проверка проведена", now)
     assert m.status == "done" and m.result_note == "проверка проведена"
-    assert domain_plan.apply_referral_status(session, m.id, "declined", "нет", now) is None
+    assert domain_plan.apply_referral_status(session, m.id, "rejected", "нет", now) is None
     assert m.status == "done"
     assert domain_plan.apply_referral_status(session, "no-such", "accepted", None, now) is None
     statuses = [e["data"]["status"] for e in outbox(session, "registry.measure.updated")]
     assert statuses == ["referred", "in_progress", "done"]
 
 
-def test_declined_referral_leaves_the_measure_not_done_with_the_reason(session: Session) -> None:
+def test_rejected_referral_leaves_the_measure_not_done_with_the_reason(session: Session) -> None:
     _, case = new_case(session)
     m = measure(session, case, agency="charity-1")
-    domain_plan.apply_referral_status(session, m.id, "declined", "нет средств", utcnow())
-    assert m.status == "not_done" and m.not_done_reason == "referral declined: нет средств"
+    domain_plan.apply_referral_status(session, m.id, "rejected", "нет средств", utcnow())
+    assert m.status == "not_done" and m.not_done_reason == "referral rejected: нет средств"
 
 
 def test_overdue_per_case_specialist_and_district(session: Session) -> None:

@@ -1,0 +1,100 @@
+"""The closed loop across services on the real broker: a plan measure assigned to an agency
+becomes a referral there, and the agency's answers move the measure back in the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from conftest import System, family_payload
+from sqlalchemy import select
+
+from services.referrals import directory
+from services.referrals.models import Referral
+from services.registry.models import Measure
+
+pytestmark = pytest.mark.integration
+
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def round_trip(system: System, producer: str, consumer: str) -> None:
+    system.relay(producer)
+    system.consume(consumer)
+
+
+def measure_status(system: System, measure_id: str) -> tuple[str, str | None]:
+    with system.session("registry") as session:
+        measure = session.get(Measure, measure_id)
+        assert measure is not None
+        return measure.status, measure.result_note
+
+
+def test_measure_to_referral_and_back(system: System) -> None:
+    with system.session("referrals") as session, session.begin():
+        directory.create_agency(
+            session,
+            {
+                "id": "polyclinic-1",
+                "name": "Районная поликлиника",
+                "kind": "health",
+                "districts": ["Тарногский район"],
+                "services": ["medical_examination"],
+            },
+            dt.datetime.now(dt.UTC),
+        )
+    lead = system.client("registry", "lead_specialist")
+    family = lead.post("/families", json=family_payload("Лебедева")).get_json()
+    case = lead.get(f"/families/{family['id']}/cases").get_json()[0]
+    agreement = lead.post(
+        f"/cases/{case['id']}/agreements",
+        json={
+            "signed_on": (TODAY - dt.timedelta(days=1)).isoformat(),
+            "valid_until": (TODAY + dt.timedelta(days=365)).isoformat(),
+            "consent_data_processing": True,
+            "share_with": ["health"],
+        },
+    )
+    assert agreement.status_code == 201, agreement.get_json()
+    measure = lead.post(
+        f"/cases/{case['id']}/measures",
+        json={
+            "title": "Медосмотр детей",
+            "kind": "medical_examination",
+            "agency_id": "polyclinic-1",
+            "deadline": (TODAY + dt.timedelta(days=14)).isoformat(),
+        },
+    )
+    assert measure.status_code == 201, measure.get_json()
+    measure_id = measure.get_json()["id"]
+
+    round_trip(system, "registry", "referrals")  # agreement + measure.assigned -> a referral
+    with system.session("referrals") as session:
+        [referral] = session.scalars(select(Referral)).all()
+    assert referral.measure_id == measure_id and referral.status == "requested"
+    assert referral.agency_id == "polyclinic-1"
+
+    round_trip(system, "referrals", "registry")
+    assert measure_status(system, measure_id)[0] == "referred"
+
+    agency = system.app("referrals").test_client()
+    agency.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + system.token(
+        "agency_staff", agency="polyclinic-1", subject="doctor-1"
+    )
+    for step in (
+        {"status": "received"},
+        {"status": "accepted"},
+        {"status": "in-progress"},
+    ):
+        response = agency.post(f"/referrals/{referral.id}/transitions", json=step)
+        assert response.status_code == 200, response.get_json()
+    round_trip(system, "referrals", "registry")
+    assert measure_status(system, measure_id)[0] == "in_progress"
+
+    response = agency.post(
+        f"/referrals/{referral.id}/transitions",
+        json={"status": "completed", "outcome": "дети осмотрены, здоровы"},
+    )
+    assert response.status_code == 200, response.get_json()
+    round_trip(system, "referrals", "registry")
+    assert measure_status(system, measure_id) == ("done", "дети осмотрены, здоровы")
