@@ -51,6 +51,11 @@ class UnknownEvent(EventError):
     pass
 
 
+class Unprocessable(EventError):
+    """Raised by a handler: the event is well formed, but this service cannot act on it, and no
+    retry will change that (it is dead-lettered at once, to be replayed after a fix)."""
+
+
 @dataclass(frozen=True)
 class Event:
     id: str

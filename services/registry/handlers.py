@@ -1,14 +1,15 @@
 """Events the registry consumes: raids' visit acts become contact-log entries, and a referral's
 status moves the plan's measure it came from (the closed loop).
 
-``referrals.signal.accepted`` (open or attach a case) is handled by
-``domain_contact_log.accept_signal`` once signals carry a registry family id on acceptance.
+An accepted signal opens or attaches a case in ``preparatory``. One accepted without a registry
+family id cannot be matched here yet: it goes straight to the dead-letter queue with the reason,
+to be replayed once the coordinator has matched the family.
 """
 
 from sqlalchemy.orm import Session
 
 from services.registry import domain_contact_log, domain_plan
-from shared.events import Event
+from shared.events import Event, Unprocessable
 from shared.messaging.consumer import Handlers
 
 handlers = Handlers("registry")
@@ -31,4 +32,22 @@ def referral_status_changed(session: Session, event: Event) -> None:
         data["outcome"] or data["reason"],
         data["at"],
         referral_id=data["referral_id"],
+    )
+
+
+@handlers.on("referrals.signal.accepted")
+def signal_accepted(session: Session, event: Event) -> None:
+    data = event.data
+    if not data["family_id"]:
+        raise Unprocessable(
+            f"signal {data['signal_id']} was accepted without a registry family id; "
+            "match the family (POST /families/duplicates), then replay this message"
+        )
+    domain_contact_log.accept_signal(
+        session,
+        signal_id=data["signal_id"],
+        family_id=data["family_id"],
+        accepted_by=data["accepted_by"],
+        at=data["at"],
+        agency_id=data["reporter_agency_id"],
     )

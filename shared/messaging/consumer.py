@@ -205,7 +205,8 @@ class Consumer:
                 parsed.append((message, event, self.handlers.find(event)))
             except EventError as exc:
                 dead.append((message, str(exc)))
-        failed = self._commit_with_retries(parsed, conn) if parsed else []
+        failed, unprocessable = self._commit_with_retries(parsed, conn) if parsed else ([], [])
+        dead += unprocessable
         for message, reason in failed:
             self._retry_or_dead_letter(producer, message, reason)
         for message, reason in dead:
@@ -214,8 +215,11 @@ class Consumer:
 
     def _commit_with_retries(
         self, parsed: list[tuple[Message, Event, HandlerFn]], conn: Connection
-    ) -> list[tuple[Message, str]]:
-        """Handle the batch in one transaction; on a handler failure, redo it message by message."""
+    ) -> tuple[list[tuple[Message, str]], list[tuple[Message, str]]]:
+        """Handle the batch in one transaction; on a handler failure, redo it message by message.
+
+        Returns the messages to retry and those to dead-letter at once, each with the reason.
+        """
         careful = False
         races = 0
         backoff = 0.2
@@ -246,7 +250,7 @@ class Consumer:
 
     def _handle_batch(
         self, parsed: list[tuple[Message, Event, HandlerFn]], *, careful: bool
-    ) -> list[tuple[Message, str]]:
+    ) -> tuple[list[tuple[Message, str]], list[tuple[Message, str]]]:
         """One transaction: effects and inbox rows commit together.
 
         The fast path runs every handler in the batch's transaction; the careful path gives each
@@ -254,6 +258,7 @@ class Consumer:
         """
         inbox = self.tables.inbox
         failed: list[tuple[Message, str]] = []
+        dead: list[tuple[Message, str]] = []
         with self.sessions() as session, session.begin():
             ids = [event.id for _, event, _ in parsed]
             seen = set(
@@ -286,6 +291,11 @@ class Consumer:
                         raise _HandlerFailed from exc
                     failed.append((message, _reason(exc)))
                     continue
+                except EventError as exc:
+                    if not careful:
+                        raise _HandlerFailed from exc
+                    dead.append((message, f"{self.service} cannot process it: {exc}"))
+                    continue
                 except Exception as exc:
                     if not careful:
                         raise _HandlerFailed from exc
@@ -315,7 +325,7 @@ class Consumer:
                 session.execute(inbox.insert(), handled)
             failpoint("consumer.before_commit")
         failpoint("consumer.after_commit")
-        return failed
+        return failed, dead
 
     # --- retries and dead letters ---------------------------------------------------------------
 

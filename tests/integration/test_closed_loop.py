@@ -98,3 +98,62 @@ def test_measure_to_referral_and_back(system: System) -> None:
     assert response.status_code == 200, response.get_json()
     round_trip(system, "referrals", "registry")
     assert measure_status(system, measure_id) == ("done", "дети осмотрены, здоровы")
+
+
+def test_an_accepted_signal_reaches_the_familys_case(system: System) -> None:
+    """Early detection: a school's signal, accepted for a known family, is logged on its case;
+    one accepted without a family id is dead-lettered with the reason, not silently lost."""
+    from services.registry.models import ContactEntry
+
+    with system.session("referrals") as session, session.begin():
+        directory.create_agency(
+            session,
+            {
+                "id": "school-1",
+                "name": "Школа",
+                "kind": "school",
+                "districts": ["Тарногский район"],
+            },
+            dt.datetime.now(dt.UTC),
+        )
+    family = (
+        system.client("registry", "lead_specialist")
+        .post("/families", json=family_payload("Морозова"))
+        .get_json()
+    )
+    teacher = system.app("referrals").test_client()
+    teacher.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + system.token(
+        "agency_staff", agency="school-1", subject="teacher-1"
+    )
+    coordinator = system.client("referrals", "coordinator")
+    signals = []
+    for _ in range(2):
+        reported = teacher.post(
+            "/signals",
+            json={
+                "district": "Тарногский район",
+                "observed": "пропуски занятий, признаки безнадзорности",
+                "priority": "amber",
+                "observed_at": dt.datetime.now(dt.UTC).isoformat(),
+                "family": {"surname": "Морозова"},
+            },
+        )
+        assert reported.status_code == 201, reported.get_json()
+        signals.append(reported.get_json()["id"])
+    matched = coordinator.post(f"/signals/{signals[0]}/accept", json={"family_id": family["id"]})
+    assert matched.status_code == 200, matched.get_json()
+    assert coordinator.post(f"/signals/{signals[1]}/accept", json={}).status_code == 200
+
+    system.relay("registry")
+    round_trip(system, "referrals", "registry")
+    with system.session("registry") as session:
+        entries = session.scalars(
+            select(ContactEntry).where(ContactEntry.source_id == f"signal:{signals[0]}")
+        ).all()
+    assert len(entries) == 1 and entries[0].kind == "signal"
+    from shared.messaging.dlq import list_dead_letters
+
+    worker = system.worker("registry")
+    with worker.connect() as conn:
+        [letter] = list_dead_letters(conn, worker.names, "registry")
+    assert signals[1] in letter.reason and "without a registry family id" in letter.reason
