@@ -400,34 +400,3 @@ def _record(
 
 
 # --- from the registry's plan ------------------------------------------------------------------
-
-
-def referral_from_measure(
-    session: Session, measure: dict[str, Any], now: dt.datetime
-) -> Referral | None:
-    """``registry.measure.assigned`` -> a referral, once per measure (a redelivery or a second
-    assignment of the same measure changes nothing). It is sent at once when an agency is known
-    and the family consented; otherwise it waits as a ``draft`` with the reason, for a
-    coordinator to route it or to override."""
-    if session.scalar(select(Referral.id).where(Referral.measure_id == measure["measure_id"])):
-        return None
-    data = {
-        "measure_id": measure["measure_id"],
-        "family_id": measure["family_id"],
-        "family_number": measure["number"],
-        "district": measure["district"],
-        "agency_id": measure.get("agency_id"),
-        "service_code": measure["kind"],
-        "reason": measure["title"],
-        "deadline": measure["deadline"],
-        "draft": True,
-    }
-    try:
-        referral = create_referral(session, SYSTEM, data, now)
-    except NotFound:  # an agency the directory does not know: keep the referral unrouted
-        referral = create_referral(session, SYSTEM, {**data, "agency_id": None}, now)
-    try:
-        send(session, SYSTEM, referral, now)  # its checks all run before it writes anything
-    except RuleViolation as exc:
-        referral.status_reason = exc.detail
-    return referral

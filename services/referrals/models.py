@@ -134,6 +134,7 @@ class Referral(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     measure_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    followup_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     family_id: Mapped[str] = mapped_column(String(36), index=True)
     family_number: Mapped[str] = mapped_column(String(20))
     district: Mapped[str] = mapped_column(String(120))
@@ -222,3 +223,15 @@ class Signal(Base):
     dismiss_reason: Mapped[str | None] = mapped_column(Text)
     family_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class KnownFamily(Base):
+    """What a referral needs of a family it was not handed: the registry number and district,
+    learned from the registry's family events (follow-ups from raids carry only the id)."""
+
+    __tablename__ = "known_families"
+
+    family_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20))
+    district: Mapped[str] = mapped_column(String(120))
+    family_version: Mapped[int] = mapped_column(Integer)

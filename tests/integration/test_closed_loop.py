@@ -157,3 +157,69 @@ def test_an_accepted_signal_reaches_the_familys_case(system: System) -> None:
     with worker.connect() as conn:
         [letter] = list_dead_letters(conn, worker.names, "registry")
     assert signals[1] in letter.reason and "without a registry family id" in letter.reason
+
+
+def test_a_raid_followup_becomes_a_referral_once(system: System) -> None:
+    """A visit asks the clinic to act: the follow-up becomes one referral, even when it arrives
+    before referrals has heard of the family (it waits in the back-off queue, not lost)."""
+    import uuid
+
+    from services.raids import events as raids_events
+
+    with system.session("referrals") as session, session.begin():
+        directory.create_agency(
+            session,
+            {
+                "id": "clinic-1",
+                "name": "Детская поликлиника",
+                "kind": "health",
+                "districts": ["Тарногский район"],
+                "services": ["medical_examination"],
+            },
+            dt.datetime.now(dt.UTC),
+        )
+        directory.add_rule(
+            session,
+            {
+                "service_code": "medical_examination",
+                "district": "Тарногский район",
+                "agency_id": "clinic-1",
+            },
+            "coordinator-1",
+            dt.datetime.now(dt.UTC),
+        )
+    family = (
+        system.client("registry", "lead_specialist")
+        .post("/families", json=family_payload("Соколова"))
+        .get_json()
+    )
+    followup = {
+        "followup_id": str(uuid.uuid4()),
+        "raid_id": "raid-1",
+        "visit_id": "visit-1",
+        "family_id": family["id"],
+        "service_code": "medical_examination",
+        "agency_id": None,
+        "reason": "ребёнок кашляет, нужен осмотр",
+        "urgency": "priority",
+        "requested_by": "inspector-1",
+        "requested_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    with system.session("raids") as session, session.begin():
+        raids_events.publish(session, "raids.followup.requested", followup)
+    round_trip(system, "raids", "referrals")  # the family is not known yet
+    with system.session("referrals") as session:
+        assert session.scalars(select(Referral)).all() == []
+
+    round_trip(system, "registry", "referrals")  # now it is
+    with system.session("raids") as session, session.begin():
+        raids_events.publish(session, "raids.followup.requested", followup)  # sent twice
+    round_trip(system, "raids", "referrals")
+    with system.session("referrals") as session:
+        [referral] = session.scalars(select(Referral)).all()
+    assert referral.followup_id == followup["followup_id"]
+    assert referral.family_number == family["number"] and referral.district == "Тарногский район"
+    assert referral.agency_id == "clinic-1"  # by the district's routing rule
+    assert referral.urgency == "urgent"
+    # no agreement recorded: it waits as a draft that says why, for a coordinator
+    assert referral.status == "draft" and "consent" in (referral.status_reason or "")

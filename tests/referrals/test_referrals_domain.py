@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from services.referrals import directory, domain, signals
+from services.referrals import directory, domain, intake, signals
 from services.referrals.domain import STATUSES, TRANSITIONS, Actor, check_transition
 from services.referrals.models import Base, Referral, tables
 from shared.config import ConfigError
@@ -265,23 +265,23 @@ def test_a_measure_becomes_one_referral_routed_by_the_rules(session: Session) ->
         "admin",
         NOW,
     )
-    referral = domain.referral_from_measure(session, MEASURE, NOW)
+    referral = intake.referral_from_measure(session, MEASURE, NOW)
     assert referral is not None and referral.status == "requested"
     assert referral.agency_id == "school-1" and referral.measure_id == "m-1"
-    assert domain.referral_from_measure(session, MEASURE, NOW) is None
+    assert intake.referral_from_measure(session, MEASURE, NOW) is None
     assert len(session.scalars(select(Referral)).all()) == 1
 
 
 def test_a_measure_without_route_or_consent_waits_as_a_draft(session: Session) -> None:
-    unrouted = domain.referral_from_measure(session, MEASURE, NOW)
+    unrouted = intake.referral_from_measure(session, MEASURE, NOW)
     assert unrouted is not None and unrouted.status == "draft" and unrouted.agency_id is None
     _agency(session)
-    no_consent = domain.referral_from_measure(
+    no_consent = intake.referral_from_measure(
         session, {**MEASURE, "measure_id": "m-2", "agency_id": "school-1"}, NOW
     )
     assert no_consent is not None and no_consent.status == "draft"
     assert "consented" in (no_consent.status_reason or "")
-    unknown = domain.referral_from_measure(
+    unknown = intake.referral_from_measure(
         session, {**MEASURE, "measure_id": "m-3", "agency_id": "nope"}, NOW
     )
     assert unknown is not None and unknown.agency_id is None
