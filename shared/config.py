@@ -33,6 +33,7 @@ ENV_VARS: dict[str, str] = {
     "OPORA_JWKS_URL": "JWKS URL of the OIDC provider (e.g. Keycloak) for RS256 tokens",
     "OPORA_JWT_ISSUER": "expected `iss` of bearer tokens",
     "OPORA_JWT_AUDIENCE": "expected `aud` of bearer tokens",
+    "OPORA_LINK_SECRET": "secret that signs capability links (calendar feeds; embedded mode derives one)",
     "OPORA_LOG_LEVEL": "log level (default INFO)",
     "OPORA_PUBLIC_URL": "base URL that links in emails and SMS point to",
     "SMTP_HOST": "SMTP server; unset in the embedded mode writes emails to OPORA_DATA_DIR/mail",
@@ -94,6 +95,7 @@ class Settings:
     broker_url: str
     broker_prefix: str
     jwt_secret: str | None = field(repr=False)
+    link_secret: str | None = field(repr=False)
     jwks_url: str | None
     jwt_issuer: str | None
     jwt_audience: str | None
@@ -200,6 +202,8 @@ def load_settings(
         broker_url=broker_url,
         broker_prefix=env.get("OPORA_BROKER_PREFIX") or "opora",
         jwt_secret=jwt_secret,
+        link_secret=env.get("OPORA_LINK_SECRET")
+        or (f"{jwt_secret}:links" if mode == EMBEDDED and jwt_secret else None),
         jwks_url=jwks_url,
         jwt_issuer=env.get("OPORA_JWT_ISSUER") or None,
         jwt_audience=env.get("OPORA_JWT_AUDIENCE") or None,

@@ -24,6 +24,8 @@ from services.raids.schemas import (
     AbsenceIn,
     AbsenceOut,
     AbsencePage,
+    FeedTokenArgs,
+    FeedUrlOut,
     PageArgs,
     ReasonIn,
     SeriesIn,
@@ -31,10 +33,11 @@ from services.raids.schemas import (
     SeriesPage,
 )
 from shared.auth.context import current_principal
+from shared.auth.links import check_link_token, issue_link_token
 from shared.auth.policy import require
 from shared.auth.roles import COORDINATOR
 from shared.errors import NotFound
-from shared.http import db_session, idempotent, opora_app, paginate
+from shared.http import db_session, idempotent, link_protected, opora_app, paginate
 
 people = Blueprint(
     "people", __name__, url_prefix="/people", description="Participants' calendars and absences"
@@ -47,6 +50,10 @@ raid_series = Blueprint(
 # --- people: calendars and absences ------------------------------------------------------------
 
 
+FEED_LINK = "raids-feed"
+FEED_LINK_MAX_AGE = 180 * 24 * 3600  # a calendar subscription outlives a session; ask anew after
+
+
 @people.route("/<person_id>/raids.ics", methods=["GET"])
 @people.response(
     200, description="RFC 5545 feed of the person's raids", content_type="text/calendar"
@@ -55,6 +62,35 @@ raid_series = Blueprint(
 def person_feed(person_id: str) -> Any:
     """Every raid the person is on, as a calendar feed (cancelled ones marked so)."""
     self_or(person_id, *OVERSEERS)
+    return _feed(person_id)
+
+
+@people.route("/<person_id>/feed-url", methods=["GET"])
+@people.response(200, FeedUrlOut)
+@require(*EVERYONE)
+def person_feed_url(person_id: str) -> Any:
+    """A private link to the person's feed that a calendar app can subscribe to (no login)."""
+    self_or(person_id, COORDINATOR)
+    settings = opora_app().settings
+    token = issue_link_token(settings, FEED_LINK, person_id)
+    return {
+        "url": f"{settings.public_url}/people/{person_id}/calendar.ics?token={token}",
+        "valid_days": FEED_LINK_MAX_AGE // (24 * 3600),
+    }
+
+
+@people.route("/<person_id>/calendar.ics", methods=["GET"])
+@people.arguments(FeedTokenArgs, location="query")
+@people.response(
+    200, description="The same feed, opened by the signed link", content_type="text/calendar"
+)
+@link_protected
+def person_feed_by_link(args: dict[str, Any], person_id: str) -> Any:
+    check_link_token(opora_app().settings, args["token"], FEED_LINK, person_id, FEED_LINK_MAX_AGE)
+    return _feed(person_id)
+
+
+def _feed(person_id: str) -> Any:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
     found = (
         db_session()

@@ -353,3 +353,12 @@ RaidPage = page_schema(RaidSummaryOut)
 VisitPage = page_schema(VisitOut)
 AbsencePage = page_schema(AbsenceOut)
 SeriesPage = page_schema(SeriesOut)
+
+
+class FeedUrlOut(Schema):
+    url = fields.String()
+    valid_days = fields.Integer()
+
+
+class FeedTokenArgs(Schema):
+    token = fields.String(required=True, validate=validate.Length(min=10, max=500))

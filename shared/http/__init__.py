@@ -1,7 +1,14 @@
 """The HTTP side of every service: app factory, request session, auth hooks, problems, lists
 and idempotent writes."""
 
-from shared.http.app import OporaApp, create_service_app, db_session, opora_app, public
+from shared.http.app import (
+    OporaApp,
+    create_service_app,
+    db_session,
+    link_protected,
+    opora_app,
+    public,
+)
 from shared.http.idempotency import idempotent, purge_idempotency_keys
 from shared.http.pagination import PageArgs, page_schema, paginate
 
@@ -11,6 +18,7 @@ __all__ = [
     "create_service_app",
     "db_session",
     "idempotent",
+    "link_protected",
     "opora_app",
     "page_schema",
     "paginate",

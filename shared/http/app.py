@@ -135,6 +135,9 @@ def create_service_app(
     api.spec.components.security_scheme(
         "apiKey", {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
     )
+    api.spec.components.security_scheme(
+        "linkToken", {"type": "apiKey", "in": "query", "name": "token"}
+    )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
@@ -183,6 +186,15 @@ def public(view: V) -> V:
         apidoc = deepcopy(getattr(view, "_apidoc", {}))
         apidoc.setdefault("manual_doc", {})["security"] = []
         setattr(view, "_apidoc", apidoc)  # noqa: B010
+    return view
+
+
+def link_protected(view: V) -> V:
+    """A view opened by a signed link (``?token=``, see shared.auth.links) instead of a login;
+    the view itself checks the token against its purpose and subject."""
+    public(view)
+    if callable(view) and not isinstance(view, type):
+        getattr(view, "_apidoc")["manual_doc"]["security"] = [{"linkToken": []}]  # noqa: B009
     return view
 
 

@@ -461,6 +461,31 @@ def test_person_feed_lists_the_persons_raids(raids: System) -> None:
     assert client(raids, "lead_specialist").get("/people/p-pdn/raids.ics").status_code == 200
 
 
+def test_a_calendar_app_subscribes_with_the_signed_feed_link(raids: System) -> None:
+    raid = schedule(raids, family_ids=["f-1"])
+    link = client(raids, "agency_staff", "p-pdn").get("/people/p-pdn/feed-url")
+    assert link.status_code == 200
+    url = link.get_json()["url"]
+    assert url.startswith("https://opora.test/people/p-pdn/calendar.ics?token=")
+    path = url.removeprefix("https://opora.test")
+    anonymous = raids.app("raids").test_client()  # a calendar app: no bearer token
+    feed = anonymous.get(path)
+    assert feed.status_code == 200
+    uids = {str(e["UID"]) for e in icalendar.Calendar.from_ical(feed.data).walk("VEVENT")}
+    assert uids == {f"raid-{raid['id']}@raids.opora"}
+
+    token = path.split("token=")[1]
+    for bad in (
+        f"/people/p-soc/calendar.ics?token={token}",  # someone else's feed with my link
+        f"/people/p-pdn/calendar.ics?token={token[:-2]}xx",  # tampered
+        "/people/p-pdn/calendar.ics",  # no link at all
+    ):
+        refused = anonymous.get(bad)
+        assert refused.status_code in (401, 422), bad
+        assert refused.mimetype == "application/problem+json"
+    assert client(raids, "agency_staff", "p-soc").get("/people/p-pdn/feed-url").status_code == 403
+
+
 # --- visits and the report ---------------------------------------------------------------------
 
 

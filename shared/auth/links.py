@@ -1,0 +1,36 @@
+"""Signed, expiring capability links: for clients that cannot send a bearer token (a calendar
+app subscribing to a feed; later, a charity answering a referral without an account).
+
+The token names its purpose and subject, so a link for one thing opens nothing else.
+"""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from shared.config import Settings
+from shared.errors import ServiceUnavailable, Unauthorized
+
+
+def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
+    if not settings.link_secret:
+        raise ServiceUnavailable("signed links are not configured (OPORA_LINK_SECRET)")
+    return URLSafeTimedSerializer(settings.link_secret, salt=f"opora:{purpose}")
+
+
+def issue_link_token(settings: Settings, purpose: str, subject: str) -> str:
+    return _serializer(settings, purpose).dumps(subject)
+
+
+def check_link_token(
+    settings: Settings, token: str, purpose: str, subject: str, max_age_seconds: int
+) -> None:
+    """Raises Unauthorized unless ``token`` was issued for this purpose and subject, in time."""
+    try:
+        signed_subject = _serializer(settings, purpose).loads(token, max_age=max_age_seconds)
+    except SignatureExpired:
+        raise Unauthorized("the link has expired: ask for a new one") from None
+    except BadSignature:
+        raise Unauthorized("the link is not valid") from None
+    if signed_subject != subject:
+        raise Unauthorized("the link is not valid")
