@@ -452,7 +452,7 @@ def test_openapi_document_lists_paths_security_and_problems(anonymous: FlaskClie
         post = spec["paths"][path]["post"]
         assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert spec["paths"]["/things/open"]["get"]["security"] == []
-    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey", "linkToken"}
     error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
     assert "application/problem+json" in error
     assert "ThingOutPage" in spec["components"]["schemas"]
