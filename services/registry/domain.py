@@ -120,8 +120,8 @@ def register_family(
 ) -> Family:
     """Enter a family in the data bank, with its first case in ``preparatory``.
 
-    Publishes ``registry.family.registered`` only: it stands for the first case too, whose
-    ``registry.case.opened`` is not published separately.
+    Publishes ``registry.family.registered``, then ``registry.case.opened`` for that first case:
+    every case opening is an event of its own, whatever opened it.
     """
     from services.registry import domain_cases
 
@@ -156,7 +156,7 @@ def register_family(
             changed_by=who,
         )
     )
-    domain_cases.open_case(
+    case = domain_cases.open_case(
         session,
         family,
         source=data.get("source") or "registration",
@@ -169,6 +169,7 @@ def register_family(
     registered = snapshot(family)
     registered.pop("removed")
     events.publish(session, "registry.family.registered", registered)
+    domain_cases.announce_opened(session, case, family)
     return family
 
 

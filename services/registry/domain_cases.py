@@ -126,18 +126,22 @@ def open_case(
     if announce:
         if was_out:
             bump(session, family)
-        events.publish(
-            session,
-            "registry.case.opened",
-            {
-                **case_event(case, family),
-                "opened_on": case.opened_on.isoformat(),
-                "reentry": case.reentry,
-                "source": case.source,
-                "category": family.category,
-            },
-        )
+        announce_opened(session, case, family)
     return case
+
+
+def announce_opened(session: Session, case: Case, family: Family) -> None:
+    events.publish(
+        session,
+        "registry.case.opened",
+        {
+            **case_event(case, family),
+            "opened_on": case.opened_on.isoformat(),
+            "reentry": case.reentry,
+            "source": case.source,
+            "category": family.category,
+        },
+    )
 
 
 def plan_size(session: Session, case: Case) -> int:

@@ -91,8 +91,8 @@ class FamilyCategoryChangedV1(Schema):
 
 @event_schema("registry.case.opened", 1)
 class CaseOpenedV1(CaseRefSchema):
-    """A case opened for a family already in the registry: a re-entry, a second report, an accepted
-    signal. A newly registered family's first case is implied by registry.family.registered."""
+    """A case opened: a newly registered family's first (after registry.family.registered), a
+    re-entry, a second report, an accepted signal."""
 
     opened_on = fields.Date(required=True)
     reentry = fields.Boolean(required=True)

@@ -205,8 +205,9 @@ def test_a_family_reported_again_gets_a_new_case_counted_as_reentry(session: Ses
     )
     second = domain_cases.open_case(session, family, source="report", by="spec-2")
     assert second.reentry and family.in_bank and family.stage == "preparatory"
-    [opened] = outbox(session, "registry.case.opened")
-    assert opened["data"]["reentry"] is True
+    first, again = outbox(session, "registry.case.opened")
+    assert first["data"]["case_id"] == case.id and first["data"]["reentry"] is False
+    assert again["data"]["case_id"] == second.id and again["data"]["reentry"] is True
     assert outbox(session, "registry.family.updated")[-1]["data"]["removed"] is False
 
 

@@ -34,7 +34,10 @@ def test_registration_opens_the_first_case_and_publishes_one_event(session: Sess
     case = domain_cases.open_case_of(session, family.id)
     assert case is not None and case.stage == "preparatory" and not case.reentry
     assert family.in_bank and family.stage == "preparatory" and family.display_name == "Иванова"
-    assert [e["type"] for e in outbox(session)] == ["registry.family.registered"]
+    assert [e["type"] for e in outbox(session)] == [
+        "registry.family.registered",
+        "registry.case.opened",
+    ]
     [history] = domain.category_history(session, family.id)
     assert (history.category_from, history.category_to, history.changed_by) == (
         None,

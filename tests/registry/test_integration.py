@@ -71,14 +71,16 @@ def test_closed_loop_measure_out_through_the_broker_and_visit_back_in(system: Sy
                 "deadline": (TODAY + dt.timedelta(days=14)).isoformat(),
             },
         ).get_json()
-        assert system.relay("registry") == 2
+        assert system.relay("registry") == 3  # family.registered, case.opened, measure.assigned
         received = {e["type"]: e for e in tap.drain()}
+        assert received["registry.case.opened"]["data"]["case_id"] == case["id"]
         assigned = received["registry.measure.assigned"]
         assert assigned["data"]["measure_id"] == measure["id"]
         assert assigned["data"]["agency_id"] == "polyclinic-1"
         assert "Кузнецова" not in json.dumps(assigned)  # the family travels by number and id
 
-        # The referrals side answers (wired once that service publishes; see domain_plan).
+        # The referrals side's answer, applied directly (tests/integration/test_closed_loop.py
+        # drives it through the referrals service).
         with system.session("registry") as session, session.begin():
             domain_plan.apply_referral_status(
                 session, measure["id"], "completed", "осмотрены", utcnow()
