@@ -11,10 +11,12 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, String, TypeDecorator, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+M = TypeVar("M")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -96,6 +98,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def get_or_404(session: Session, model: type[M], key: str, *, for_update: bool = False) -> M:
+    """The row with this primary key (locked for update if asked), or NotFound naming it."""
+    from shared.errors import NotFound
+
+    row = session.get(model, key, with_for_update=for_update)
+    if row is None:
+        raise NotFound(f"no {model.__name__.lower()} {key}")
+    return row
 
 
 def is_postgres(bind: Engine | Session) -> bool:

@@ -325,3 +325,51 @@ def embedded_system(tmp_path) -> Iterator[System]:  # type: ignore[no-untyped-de
     system.declare()
     yield system
     system.close()
+
+
+# --- publishing as another service would, straight to the broker ------------------------------
+
+
+def publish_bytes(
+    system: System, body: bytes, routing_key: str = "registry.family.registered"
+) -> None:
+    """One persistent, confirmed message on the events exchange, bypassing every outbox."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(system.broker_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        f"{system.prefix}.events",
+        routing_key,
+        body,
+        pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=str(uuid.uuid4())
+        ),
+    )
+    connection.close()
+
+
+def publish_event(
+    system: System,
+    routing_key: str,
+    data: dict,
+    *,
+    event_id: str | None = None,
+    correlation_id: str = "test",
+) -> None:
+    """A v1 envelope of ``routing_key`` with ``data``, as its producing service would send it."""
+    import datetime as dt
+    import json
+
+    envelope = {
+        "id": event_id or str(uuid.uuid4()),
+        "type": routing_key,
+        "version": 1,
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "producer": routing_key.split(".", 1)[0],
+        "correlation_id": correlation_id,
+        "causation_id": None,
+        "data": data,
+    }
+    publish_bytes(system, json.dumps(envelope).encode(), routing_key)

@@ -29,6 +29,7 @@ from services.raids.models import (
     VisitAct,
 )
 from shared.config import ConfigError
+from shared.db import get_or_404
 from shared.errors import Conflict, NotFound, RuleViolation
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -181,13 +182,7 @@ def local_dates(raid: Raid) -> tuple[dt.date, dt.date]:
 
 
 def get_raid(session: Session, raid_id: str, *, for_update: bool = False) -> Raid:
-    stmt = select(Raid).where(Raid.id == raid_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    raid = session.scalars(stmt).first()
-    if raid is None:
-        raise NotFound(f"no raid {raid_id}")
-    return raid
+    return get_or_404(session, Raid, raid_id, for_update=for_update)
 
 
 def get_participant(raid: Raid, participant_id: str) -> Participant:

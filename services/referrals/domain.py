@@ -20,6 +20,7 @@ from services.referrals.events import REFERRAL_STATUSES, publish
 from services.referrals.models import Agency, Comment, Referral, StatusChange
 from shared.auth.principal import Principal
 from shared.auth.roles import ADMIN, AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
+from shared.db import get_or_404
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 STATUSES = REFERRAL_STATUSES
@@ -117,13 +118,7 @@ def check_transition(
 
 
 def get_referral(session: Session, referral_id: str, *, for_update: bool = False) -> Referral:
-    stmt = select(Referral).where(Referral.id == referral_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    referral = session.scalars(stmt).first()
-    if referral is None:
-        raise NotFound(f"no referral {referral_id}")
-    return referral
+    return get_or_404(session, Referral, referral_id, for_update=for_update)
 
 
 def can_see(actor: Actor, referral: Referral) -> bool:

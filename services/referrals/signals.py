@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from services.referrals.events import publish
 from services.referrals.models import SIGNAL_PRIORITIES, Signal
 from shared.config import ConfigError
-from shared.errors import Conflict, NotFound, RuleViolation
+from shared.db import get_or_404
+from shared.errors import Conflict, RuleViolation
 
 DEFAULT_SLA_HOURS = {"red": 2.0, "amber": 6.0, "green": 24.0}
 
@@ -65,13 +66,7 @@ def _facts(signal: Signal) -> dict[str, Any]:
 
 
 def get_signal(session: Session, signal_id: str, *, for_update: bool = False) -> Signal:
-    stmt = select(Signal).where(Signal.id == signal_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    signal = session.scalars(stmt).first()
-    if signal is None:
-        raise NotFound(f"no signal {signal_id}")
-    return signal
+    return get_or_404(session, Signal, signal_id, for_update=for_update)
 
 
 def report(

@@ -14,9 +14,8 @@ import sys
 import time
 import uuid
 
-import pika
 import pytest
-from conftest import System, add_coordinator, family_payload
+from conftest import System, add_coordinator, family_payload, publish_bytes
 from sqlalchemy import func, select, text
 
 from services.notifications.models import Message
@@ -45,24 +44,6 @@ def outbox_event_id(system: System, family_id: str) -> str:
             )
         ).all()
     return next(r.event_id for r in rows if json.loads(r.body)["data"]["family_id"] == family_id)
-
-
-def raw_publish(
-    system: System, body: bytes, routing_key: str = "registry.family.registered"
-) -> None:
-    params = pika.URLParameters(system.broker_url)
-    connection = pika.BlockingConnection(params)
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(
-        f"{system.prefix}.events",
-        routing_key,
-        body,
-        pika.BasicProperties(
-            delivery_mode=2, content_type="application/json", message_id=str(uuid.uuid4())
-        ),
-    )
-    connection.close()
 
 
 def dead_letters(system: System, service: str) -> list:
@@ -112,8 +93,8 @@ def test_same_message_delivered_twice_has_one_effect(system: System) -> None:
         body = session.execute(
             text("SELECT body FROM outbox WHERE event_type = 'registry.family.registered'")
         ).scalar_one()
-    raw_publish(system, body.encode())
-    raw_publish(system, body.encode())
+    publish_bytes(system, body.encode())
+    publish_bytes(system, body.encode())
     system.consume("notifications")
 
     assert len(messages_for(system)) == 1
@@ -130,8 +111,8 @@ def test_malformed_and_unknown_version_are_dead_lettered_and_later_messages_hand
     system: System,
 ) -> None:
     add_coordinator(system)
-    raw_publish(system, b"\x00 not json")
-    raw_publish(system, json.dumps({"id": "nope", "type": "registry.family.registered"}).encode())
+    publish_bytes(system, b"\x00 not json")
+    publish_bytes(system, json.dumps({"id": "nope", "type": "registry.family.registered"}).encode())
     envelope = {
         "id": str(uuid.uuid4()),
         "type": "registry.family.registered",
@@ -142,7 +123,7 @@ def test_malformed_and_unknown_version_are_dead_lettered_and_later_messages_hand
         "causation_id": None,
         "data": {},
     }
-    raw_publish(system, json.dumps(envelope).encode())
+    publish_bytes(system, json.dumps(envelope).encode())
     register(system)
     system.relay("registry")
     system.consume("notifications")
@@ -160,7 +141,7 @@ def test_dead_letters_can_be_replayed(system: System) -> None:
     from shared.messaging.dlq import replay
 
     add_coordinator(system)
-    raw_publish(system, b"{}")
+    publish_bytes(system, b"{}")
     system.consume("notifications")
     assert len(dead_letters(system, "notifications")) == 1
     worker = system.worker("notifications")
@@ -371,7 +352,7 @@ def test_operator_lists_shows_and_replays_dead_letters_with_the_cli(system: Syst
 
     from shared.cli import cli
 
-    raw_publish(system, b"{}")
+    publish_bytes(system, b"{}")
     system.consume("notifications")
     runner = CliRunner()
     env = system.env()

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from typing import Any
 
 import pika
 import pytest
-from conftest import System, family_payload
+from conftest import System, family_payload, publish_event
 
 from services.raids.models import KnownFamily
 
@@ -50,29 +49,6 @@ def register(system: System, surname: str, lat: float, lon: float, **extra: Any)
     response = system.client("registry").post("/families", json=payload)
     assert response.status_code == 201, response.get_json()
     return str(response.get_json()["id"])
-
-
-def publish_raw(system: System, routing_key: str, data: dict[str, Any]) -> None:
-    envelope = {
-        "id": str(uuid.uuid4()),
-        "type": routing_key,
-        "version": 1,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-        "producer": "registry",
-        "correlation_id": "it-raids",
-        "causation_id": None,
-        "data": data,
-    }
-    connection = pika.BlockingConnection(pika.URLParameters(system.broker_url))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(
-        f"{system.prefix}.events",
-        routing_key,
-        json.dumps(envelope).encode(),
-        pika.BasicProperties(delivery_mode=2, content_type="application/json"),
-    )
-    connection.close()
 
 
 def test_registry_families_reach_the_read_model_and_a_raid_is_planned_with_them(
@@ -117,7 +93,7 @@ def test_registry_families_reach_the_read_model_and_a_raid_is_planned_with_them(
             "family_version": family.family_version + 1,
             "removed": True,
         }
-    publish_raw(system, "registry.family.updated", snapshot)
+    publish_event(system, "registry.family.updated", snapshot)
     system.consume("raids")
     with system.session("raids") as session:
         updated = session.get(KnownFamily, far)

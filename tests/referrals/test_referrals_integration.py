@@ -7,11 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any
 
 import pika
 import pytest
-from conftest import System
+from conftest import System, publish_event
 from sqlalchemy import select
 
 from services.referrals import directory
@@ -20,29 +19,6 @@ from services.referrals.models import Referral
 pytestmark = pytest.mark.integration
 
 TODAY = dt.date.today()
-
-
-def publish_raw(system: System, routing_key: str, data: dict[str, Any], event_id: str) -> None:
-    envelope = {
-        "id": event_id,
-        "type": routing_key,
-        "version": 1,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-        "producer": "registry",
-        "correlation_id": "it-referrals",
-        "causation_id": None,
-        "data": data,
-    }
-    connection = pika.BlockingConnection(pika.URLParameters(system.broker_url))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(
-        f"{system.prefix}.events",
-        routing_key,
-        json.dumps(envelope).encode(),
-        pika.BasicProperties(delivery_mode=2, content_type="application/json"),
-    )
-    connection.close()
 
 
 def seed(system: System) -> None:
@@ -87,12 +63,14 @@ def test_measure_assigned_becomes_one_referral_and_its_status_reaches_the_broker
         "status": "referred",
         "measure_version": 2,
     }
-    publish_raw(system, "registry.agreement.recorded", agreement, str(uuid.uuid4()))
+    publish_event(system, "registry.agreement.recorded", agreement, event_id=str(uuid.uuid4()))
     system.consume("referrals")
     event_id = str(uuid.uuid4())
-    publish_raw(system, "registry.measure.assigned", measure, event_id)
-    publish_raw(system, "registry.measure.assigned", measure, event_id)  # a redelivery
-    publish_raw(system, "registry.measure.assigned", measure, str(uuid.uuid4()))  # a re-send
+    publish_event(system, "registry.measure.assigned", measure, event_id=event_id)
+    publish_event(system, "registry.measure.assigned", measure, event_id=event_id)  # a redelivery
+    publish_event(
+        system, "registry.measure.assigned", measure, event_id=str(uuid.uuid4())
+    )  # a re-send
     system.consume("referrals")
     with system.session("referrals") as session:
         referrals = session.scalars(select(Referral)).all()

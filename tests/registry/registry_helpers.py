@@ -10,20 +10,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.registry.models import Base, tables
+from services.registry.models import ASSESSMENT_DOMAINS, Base, tables
 from shared import db
 
 TODAY = dt.datetime.now(dt.UTC).date()
-ALL_DOMAINS = (
-    "child_safety",
-    "parenting",
-    "material_conditions",
-    "housing",
-    "health",
-    "education",
-    "social_ties",
-    "parents_employment",
-)
+ALL_DOMAINS = ASSESSMENT_DOMAINS
 
 
 def sqlite_session(tmp_path: Path) -> Session:

@@ -11,7 +11,7 @@ import pytest
 from conftest import System, family_payload
 from sqlalchemy import func, select
 
-from services.registry.models import Family, Measure
+from services.registry.models import ASSESSMENT_DOMAINS, Family, Measure
 
 pytestmark = pytest.mark.embedded
 
@@ -157,16 +157,7 @@ def test_case_through_support_over_http(embedded_system: System) -> None:
     assessment = {
         "assessed_on": TODAY.isoformat(),
         "scores": dict.fromkeys(
-            [
-                "child_safety",
-                "parenting",
-                "material_conditions",
-                "housing",
-                "health",
-                "education",
-                "social_ties",
-                "parents_employment",
-            ],
+            ASSESSMENT_DOMAINS,
             3,
         ),
     }
