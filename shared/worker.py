@@ -71,8 +71,8 @@ def housekeeping(ctx: JobContext) -> None:
 class Worker:
     settings: Settings
     engine: Engine | None = None
-    relay_batch_size: int = 500
-    consumer_batch_size: int = 100
+    relay_batch_size: int = 1000
+    consumer_batch_size: int = 300
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -102,6 +102,7 @@ class Worker:
             self.confirmed_connection,
             self.names,
             batch_size=self.consumer_batch_size,
+            prefetch=2 * self.consumer_batch_size,
         )
         self.job_context = JobContext(self.settings, self.sessions, self.tables)
 

@@ -12,7 +12,9 @@ import random
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +38,15 @@ class PublishTimeout(RuntimeError):
     pass
 
 
+@dataclass
+class _Batch:
+    """Claimed rows, the open transaction that locks them, and their delivery tags."""
+
+    session: Session
+    rows: list[Row[Any]]
+    tags: dict[int, int] = field(default_factory=dict)
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -47,6 +58,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         confirm_timeout: float = 15.0,
+        pipeline_depth: int = 2,
     ) -> None:
         self.sessions = sessions
         self.tables = tables
@@ -55,6 +67,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.confirm_timeout = confirm_timeout
+        self.pipeline_depth = pipeline_depth
         self._conn: Connection | None = None
         self._channel: Any = None
         self._outstanding: set[int] = set()
@@ -63,12 +76,46 @@ class OutboxRelay:
         self._last_tag = 0
         self._listener: Any = None
 
-    # --- one batch ------------------------------------------------------------------------------
+    # --- batches ------------------------------------------------------------------------------
 
-    def run_once(self) -> int:
-        """Publish one batch of due rows; returns how many were confirmed."""
+    def run_once(self, depth: int = 1, max_batches: int = 1) -> int:
+        """Publish up to ``max_batches`` batches of due rows; returns how many were confirmed.
+
+        With ``depth`` > 1 (PostgreSQL only: SKIP LOCKED keeps the next claim off the rows still
+        waiting), batch k+1 is claimed and published while batch k's confirms are on their way,
+        each batch in its own transaction, so the relay is not idle on every round trip.
+        """
+        if depth > 1 and not self._pipelines():
+            depth = 1
+        in_flight: deque[_Batch] = deque()
+        confirmed = 0
+        try:
+            for _ in range(max_batches):
+                batch = self._claim_and_send(in_flight)
+                if batch is None:
+                    break
+                in_flight.append(batch)
+                if len(in_flight) >= depth:
+                    confirmed += self._settle(in_flight)
+                if len(batch.rows) < self.batch_size or self._conn is None:
+                    break  # caught up, or the connection failed and the batches were postponed
+            while in_flight:
+                confirmed += self._settle(in_flight)
+        finally:
+            for batch in in_flight:
+                batch.session.close()
+        return confirmed
+
+    def _pipelines(self) -> bool:
+        engine: Engine = self.sessions.kw["bind"]
+        return engine.dialect.name == "postgresql"
+
+    def _claim_and_send(self, in_flight: deque[_Batch]) -> _Batch | None:
+        """Claim due rows in a new transaction and publish them without waiting for confirms."""
         outbox = self.tables.outbox
-        with self.sessions() as session, session.begin():
+        session = self.sessions()
+        session.begin()
+        try:
             query = (
                 sql_select(outbox)
                 .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= utcnow())
@@ -79,23 +126,52 @@ class OutboxRelay:
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.execute(query))
             if not rows:
-                return 0
+                session.close()
+                return None
+            batch = _Batch(session, rows)
             try:
-                confirmed, rejected = self._publish(rows)
+                batch.tags = self._publish(rows)
             except Exception as exc:
-                self._drop_connection()
-                log.warning("relay could not publish", extra={"error": type(exc).__name__})
-                self._postpone(session, [r.id for r in rows], f"{type(exc).__name__}: {exc}")
-                return 0
+                in_flight.append(batch)
+                self._give_up(in_flight, exc)
+                return None
+            return batch
+        except BaseException:
+            session.close()
+            raise
+
+    def _settle(self, in_flight: deque[_Batch]) -> int:
+        """Wait for the oldest batch's confirms, mark its rows sent and commit."""
+        batch = in_flight[0]
+        try:
+            confirmed, rejected = self._await_confirms(batch)
+        except Exception as exc:
+            self._give_up(in_flight, exc)
+            return 0
+        in_flight.popleft()
+        with batch.session:
             failpoint("relay.before_mark_sent")
-            now = utcnow()
+            outbox = self.tables.outbox
             if confirmed:
-                session.execute(
-                    update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=now)
+                batch.session.execute(
+                    update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=utcnow())
                 )
             if rejected:
-                self._postpone(session, rejected, "broker refused (basic.nack)")
-            return len(confirmed)
+                self._postpone(batch.session, rejected, "broker refused (basic.nack)")
+            batch.session.commit()
+        return len(confirmed)
+
+    def _give_up(self, in_flight: deque[_Batch], exc: Exception) -> None:
+        """The connection failed: no batch still waiting will be confirmed; postpone them all."""
+        self._drop_connection()
+        log.warning("relay could not publish", extra={"error": type(exc).__name__})
+        while in_flight:
+            batch = in_flight.popleft()
+            with batch.session:
+                self._postpone(
+                    batch.session, [r.id for r in batch.rows], f"{type(exc).__name__}: {exc}"
+                )
+                batch.session.commit()
 
     def _postpone(self, session: Session, ids: list[int], error: str) -> None:
         outbox = self.tables.outbox
@@ -114,7 +190,9 @@ class OutboxRelay:
                 )
             )
 
-    def _publish(self, rows: list[Row[Any]]) -> tuple[list[int], list[int]]:
+    def _publish(self, rows: list[Row[Any]]) -> dict[int, int]:
+        """Publish rows; returns delivery tag -> row id (empty where the transport has no
+        confirms, and then every row counts as confirmed)."""
         conn = self._connection()
         if not is_amqp(conn):
             producer = Producer(conn.default_channel)
@@ -132,13 +210,8 @@ class OutboxRelay:
                     type=row.event_type,
                     declare=[],
                 )
-            return [row.id for row in rows], []
-        return self._publish_confirmed(rows)
-
-    def _publish_confirmed(self, rows: list[Row[Any]]) -> tuple[list[int], list[int]]:
-        """Publish the whole batch, then wait for the broker's confirms (a window, not one by one)."""
+            return {}
         channel = self._channel
-        assert self._conn is not None
         tag_to_id: dict[int, int] = {}
         for row in rows:
             message = amqp.Message(
@@ -156,6 +229,14 @@ class OutboxRelay:
             self._last_tag += 1
             self._outstanding.add(self._last_tag)
             tag_to_id[self._last_tag] = row.id
+        return tag_to_id
+
+    def _await_confirms(self, batch: _Batch) -> tuple[list[int], list[int]]:
+        """Wait for the broker's confirms of one batch (a window, not one by one)."""
+        tag_to_id = batch.tags
+        if not tag_to_id:
+            return [row.id for row in batch.rows], []
+        assert self._conn is not None
         deadline = time.monotonic() + self.confirm_timeout
         while not tag_to_id.keys() <= (self._confirmed | self._rejected):
             remaining = deadline - time.monotonic()
@@ -220,7 +301,7 @@ class OutboxRelay:
         backoff = 0.5
         while not stop.is_set():
             try:
-                published = self.run_once()
+                published = self.run_once(depth=self.pipeline_depth, max_batches=20)
                 backoff = 0.5
             except Exception:
                 log.exception("relay iteration failed; retrying")
@@ -230,6 +311,8 @@ class OutboxRelay:
                 continue
             if published < self.batch_size:
                 self._wait_for_work(stop)
+            else:
+                self._heartbeat()
         self._drop_connection()
         self._close_listener()
 

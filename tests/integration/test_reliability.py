@@ -6,6 +6,7 @@ district coordinator) and the raids worker (its family read model).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 from conftest import System, add_coordinator, family_payload, publish_bytes
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from services.notifications.models import Message
 from services.raids.models import KnownFamily
@@ -259,7 +260,8 @@ def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> No
     counts = [0, 0]
 
     def drain(index: int) -> None:
-        while published := relays[index].run_once():
+        # One relay pipelines (claims the next batch while confirms are pending), one does not.
+        while published := relays[index].run_once(depth=1 + index, max_batches=3):
             counts[index] += published
 
     threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
@@ -279,6 +281,44 @@ def test_outbox_rows_are_claimed_once_by_concurrent_relays(system: System) -> No
             )
             == 0
         )
+
+
+def test_a_pipelined_relay_that_loses_its_connection_postpones_every_batch_in_flight(
+    system: System,
+) -> None:
+    """Batch 1 is waiting for confirms and batch 2 is already published when the connection
+    fails: neither is marked sent, both are published later, nothing is lost."""
+    from shared.messaging.relay import OutboxRelay
+
+    for i in range(12):
+        register(system, f"Белова{i}")  # 24 events: family.registered and case.opened each
+    worker = system.worker("registry")
+    relay = OutboxRelay(worker.sessions, worker.tables, worker.connect, worker.names, batch_size=5)
+    outbox = worker.tables.outbox
+    real_wait = relay._await_confirms
+    calls = []
+
+    def connection_lost(batch):  # type: ignore[no-untyped-def]
+        calls.append(len(batch.rows))
+        raise ConnectionResetError("connection reset by peer")
+
+    relay._await_confirms = connection_lost  # type: ignore[method-assign]
+    assert relay.run_once(depth=2, max_batches=5) == 0
+    assert calls == [5]  # the first settle failed; the second batch was never settled
+    with system.session("registry") as session:
+        postponed = session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.attempts == 1)
+        )
+        sent = session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_not(None))
+        )
+    assert (postponed, sent) == (10, 0)
+
+    relay._await_confirms = real_wait  # type: ignore[method-assign]
+    with system.session("registry") as session, session.begin():
+        session.execute(update(outbox).values(available_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)))
+    assert relay.run_once(depth=2, max_batches=10) == 24
+    relay._drop_connection()
 
 
 def _publish_registered(system: System, count: int) -> list[str]:

@@ -99,3 +99,60 @@ def test_bad_data_reason_names_the_field_not_the_value() -> None:
     with pytest.raises(MalformedEvent) as info:
         parse_envelope(json.dumps(env))
     assert "Иванова" not in str(info.value)
+
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "not-a-uuid"),
+        ("id", 12),
+        ("type", "Registry.family"),
+        ("type", None),
+        ("version", 0),
+        ("version", "1"),
+        ("version", True),
+        ("version", 1.0),
+        ("occurred_at", "2026-11-23T10:00:00"),
+        ("occurred_at", "yesterday"),
+        ("occurred_at", 5),
+        ("producer", ""),
+        ("producer", "p" * 61),
+        ("correlation_id", 7),
+        ("correlation_id", "c" * 65),
+        ("causation_id", "x" * 65),
+        ("causation_id", 3),
+        ("data", [1]),
+        ("data", _MISSING),
+        ("producer", _MISSING),
+        ("extra", "field"),
+        ("causation_id", None),
+        ("causation_id", _MISSING),
+        ("occurred_at", "2026-11-23T10:00:00Z"),
+        ("occurred_at", "2026-11-23T10:00:00.123456+03:00"),
+    ],
+)
+def test_fast_envelope_check_agrees_with_the_envelope_schema(field: str, value: object) -> None:
+    """The consumer checks envelopes by hand for speed; it must accept and refuse exactly what
+    the documented ``EnvelopeSchema`` does."""
+    from shared.events import EnvelopeSchema
+
+    env = envelope()
+    if value is _MISSING:
+        env.pop(field, None)
+    else:
+        env[field] = value
+    try:
+        EnvelopeSchema().load(env)
+        schema_accepts = True
+    except ValidationError:
+        schema_accepts = False
+    try:
+        parse_envelope(json.dumps(env))
+        fast_accepts = True
+    except MalformedEvent as exc:
+        assert "bad envelope" in str(exc)
+        fast_accepts = False
+    assert fast_accepts == schema_accepts, (field, value)
