@@ -8,8 +8,10 @@ transport under ``OPORA_DATA_DIR``, so a newcomer needs no servers.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 SERVICES: tuple[str, ...] = ("registry", "referrals", "raids", "notifications")
 
@@ -103,6 +105,10 @@ class Settings:
     public_url: str
     smtp: SmtpSettings
     web_concurrency: int
+    options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The service's own variables (``RAIDS_*`` for raids, ...), read once at start-up: rule
+    objects take them from here (``RaidRules.from_env(settings.options)``), never from
+    ``os.environ`` mid-request."""
 
     @property
     def embedded(self) -> bool:
@@ -213,4 +219,7 @@ def load_settings(
         ).rstrip("/"),
         smtp=smtp,
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+        options=MappingProxyType(
+            {k: v for k, v in env.items() if k.startswith(f"{service.upper()}_")}
+        ),
     )

@@ -60,7 +60,7 @@ def context() -> Context:
     return Context(
         db_session(),
         current_principal().subject,
-        RaidRules.from_env(),
+        RaidRules.from_env(opora_app().settings.options),
         opora_app().settings.public_url,
     )
 
@@ -68,7 +68,11 @@ def context() -> Context:
 def detail(raid: Raid, warnings: list[str] | None = None) -> dict[str, Any]:
     state = opora_app()
     return raid_detail(
-        db_session(), raid, RaidRules.from_env(), state.settings.public_url, warnings
+        db_session(),
+        raid,
+        RaidRules.from_env(state.settings.options),
+        state.settings.public_url,
+        warnings,
     )
 
 

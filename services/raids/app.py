@@ -15,10 +15,11 @@ from shared.http import create_service_app
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
-    RaidRules.from_env()  # a wrong rule setting stops the start, not a request
+    settings = settings or load_settings("raids")
+    RaidRules.from_env(settings.options)  # a wrong rule setting stops the start, not a request
     return create_service_app(
         "raids",
-        settings or load_settings("raids"),
+        settings,
         tables=tables,
         blueprints=[families, raids, visits, people, raid_series],
         engine=engine,

@@ -10,7 +10,6 @@ parts: ``routing.py`` (visit order), ``ical.py`` (iCalendar).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +52,7 @@ class RaidRules:
     recent_visit_days: int = 30
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RaidRules:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> RaidRules:
         kinds = env.get("RAIDS_SOP_REQUIRED_AGENCY_KINDS")
         return cls(
             min_agencies=_whole(env, "RAIDS_MIN_AGENCIES", cls.min_agencies, 1),

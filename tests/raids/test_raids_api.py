@@ -217,7 +217,7 @@ def test_a_raid_from_one_agency_is_refused_and_nothing_is_stored(raids: System) 
 
 
 def test_an_sop_family_needs_a_police_juvenile_inspector_unless_configured_otherwise(
-    raids: System, monkeypatch: pytest.MonkeyPatch
+    raids: System,
 ) -> None:
     response = client(raids).post("/raids", json=raid_body(participants=[SOCIAL, SCHOOL]))
     assert response.status_code == 422
@@ -229,8 +229,15 @@ def test_an_sop_family_needs_a_police_juvenile_inspector_unless_configured_other
         "/raids", json=raid_body(participants=[SOCIAL, SCHOOL], family_ids=["f-1"])
     )
     assert ok.status_code == 201
-    monkeypatch.setenv("RAIDS_SOP_REQUIRED_AGENCY_KINDS", "")
-    relaxed = client(raids).post(
+    from services.raids.app import create_app
+
+    settings = raids.settings("raids")
+    relaxed_app = create_app(
+        settings.replace(options={**settings.options, "RAIDS_SOP_REQUIRED_AGENCY_KINDS": ""}),
+        engine=raids.worker("raids").engine,
+    ).test_client()
+    relaxed_app.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {raids.token('coordinator')}"
+    relaxed = relaxed_app.post(
         "/raids",
         json=raid_body(participants=[SOCIAL, SCHOOL], start_time="18:00", end_time="20:00"),
     )
