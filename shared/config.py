@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "SMTP_STARTTLS": "`true` to require STARTTLS",
     "SMTP_FROM": "sender address of notification emails",
     "WEB_CONCURRENCY": "gunicorn worker processes per web service (default 2)",
+    "REGISTRY_BREAK_GLASS_MAX_MINUTES": "longest break-the-glass access one may request, in minutes (default 120, 1-1440)",
     "REFERRALS_SIGNAL_SLA_HOURS": "triage deadlines of signals by priority (default red=2,amber=6,green=24)",
     "RAIDS_MIN_AGENCIES": "how many different agencies a raid needs at least (default 2)",
     "RAIDS_SOP_REQUIRED_AGENCY_KINDS": "agency kinds one of which must join a raid with an sop family (default police_pdn; empty: no rule)",

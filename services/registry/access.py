@@ -5,23 +5,28 @@ their work needs; auditors see statistics only."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.registry import events
 from services.registry.models import AgencyAccess, Family, GlassBreak
 from shared.auth.context import current_principal
 from shared.auth.roles import AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
+from shared.config import ConfigError
 from shared.db import utcnow
-from shared.errors import Forbidden, RuleViolation
+from shared.errors import Forbidden, NotFound, RuleViolation
 
 FULL = "full"
 AGENCY = "agency"
 EMERGENCY = "emergency"
 CASEWORK = (LEAD_SPECIALIST, COORDINATOR)
 AGENCY_ROLES = (AGENCY_STAFF, AGENCY_SYSTEM)
-GLASS_DURATION = dt.timedelta(minutes=30)
+GLASS_MINUTES = 30  # when the request names no duration
+GLASS_MAX_MINUTES = 120  # unless REGISTRY_BREAK_GLASS_MAX_MINUTES says otherwise
+GLASS_MAX_ENV = "REGISTRY_BREAK_GLASS_MAX_MINUTES"
 MIN_REASON = 10
 
 # The family fields each view shows (the audit names them).
@@ -51,13 +56,32 @@ def agency_scope() -> str | None:
     raise Forbidden("families are shown to casework roles and to agencies with a referral")
 
 
-def active_glass(session: Session, family_id: str, subject: str) -> GlassBreak | None:
+def glass_max_minutes(env: Mapping[str, str]) -> int:
+    """The longest emergency access one may ask for, from REGISTRY_BREAK_GLASS_MAX_MINUTES
+    (default 120) in ``Settings.options``. The app reads it at start-up too, so a wrong value
+    stops the start."""
+    raw = env.get(GLASS_MAX_ENV)
+    if raw in (None, ""):
+        return GLASS_MAX_MINUTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{GLASS_MAX_ENV} must be a whole number, got {raw!r}") from None
+    if not 1 <= value <= 24 * 60:
+        raise ConfigError(f"{GLASS_MAX_ENV} must be between 1 and 1440 minutes, got {value}")
+    return value
+
+
+def active_glass(
+    session: Session, family_id: str, subject: str, now: dt.datetime | None = None
+) -> GlassBreak | None:
     return session.scalar(
         select(GlassBreak)
         .where(
             GlassBreak.family_id == family_id,
             GlassBreak.subject == subject,
-            GlassBreak.expires_at > utcnow(),
+            GlassBreak.expires_at > (now or utcnow()),
+            GlassBreak.ended_at.is_(None),
         )
         .order_by(GlassBreak.expires_at.desc())
         .limit(1)
@@ -86,8 +110,17 @@ def require_casework() -> None:
         raise Forbidden("requires one of: lead_specialist, coordinator")
 
 
-def break_glass(session: Session, family: Family, reason: str) -> GlassBreak:
-    """Emergency access for a short time: the reason is required and the coordinator is told."""
+def break_glass(
+    session: Session,
+    family: Family,
+    reason: str,
+    minutes: int | None = None,
+    *,
+    now: dt.datetime | None = None,
+    max_minutes: int = GLASS_MAX_MINUTES,
+) -> GlassBreak:
+    """Emergency access for a short time (``minutes``, default 30, at most the configured
+    maximum): the reason is required and the coordinator is told."""
     principal = current_principal()
     if not principal.has_role(AGENCY_STAFF) or principal.has_role(*CASEWORK):
         raise Forbidden("breaking the glass is for agency staff outside the family's scope")
@@ -96,14 +129,22 @@ def break_glass(session: Session, family: Family, reason: str) -> GlassBreak:
             "say why the emergency needs this family's data",
             errors={"reason": [f"at least {MIN_REASON} characters"]},
         )
-    now = utcnow()
+    limit = max_minutes
+    minutes = GLASS_MINUTES if minutes is None else minutes
+    if not 1 <= minutes <= limit:
+        raise RuleViolation(
+            "emergency access is granted for a short time",
+            errors={"minutes": [f"between 1 and {limit}"]},
+        )
+    now = now or utcnow()
     grant = GlassBreak(
         family_id=family.id,
         subject=principal.subject,
         agency_id=principal.agency_id,
         reason=reason.strip(),
         granted_at=now,
-        expires_at=now + GLASS_DURATION,
+        expires_at=now + dt.timedelta(minutes=minutes),
+        minutes=minutes,
     )
     session.add(grant)
     session.flush()
@@ -118,6 +159,45 @@ def break_glass(session: Session, family: Family, reason: str) -> GlassBreak:
             "subject": principal.subject,
             "agency_id": principal.agency_id,
             "expires_at": grant.expires_at.isoformat(),
+            "minutes": minutes,
         },
     )
     return grant
+
+
+def get_grant(session: Session, grant_id: str, family_id: str | None = None) -> GlassBreak:
+    grant = session.get(GlassBreak, grant_id)
+    if grant is None or (family_id is not None and grant.family_id != family_id):
+        raise NotFound(f"no emergency access {grant_id}")
+    return grant
+
+
+def end_glass(session: Session, grant: GlassBreak, *, now: dt.datetime | None = None) -> bool:
+    """The grantee, or a coordinator, ends the access before it expires. Ending one that has
+    already ended or expired changes nothing (False); another staff member may not."""
+    principal = current_principal()
+    if principal.subject != grant.subject and not principal.has_role(COORDINATOR):
+        raise Forbidden("only the grantee or a coordinator ends an emergency access")
+    now = now or utcnow()
+    if grant.ended_at is not None or grant.expires_at <= now:
+        return False
+    grant.ended_at = now
+    grant.ended_by = principal.subject
+    return True
+
+
+def grants(
+    *, active: bool | None = None, since: dt.datetime | None = None, now: dt.datetime | None = None
+) -> Select[Any]:
+    """Emergency accesses for the coordinator, newest first: ``active`` only those in force,
+    ``since`` those granted from then on (the recent ones)."""
+    now = now or utcnow()
+    stmt = select(GlassBreak)
+    in_force = (GlassBreak.ended_at.is_(None)) & (GlassBreak.expires_at > now)
+    if active is True:
+        stmt = stmt.where(in_force)
+    elif active is False:
+        stmt = stmt.where(~in_force)
+    if since is not None:
+        stmt = stmt.where(GlassBreak.granted_at >= since)
+    return stmt.order_by(GlassBreak.granted_at.desc(), GlassBreak.id)

@@ -22,8 +22,6 @@ from services.registry.schemas import (
     FamilyOut,
     FamilyPage,
     FamilyPatch,
-    GlassIn,
-    GlassOut,
     LinkIn,
     LinkOut,
 )
@@ -264,20 +262,6 @@ def category_history(family_id: str) -> Any:
     domain.get_family(session, family_id)
     record("read", "family", family_id, family_id, fields=["category_history"])
     return domain.category_history(session, family_id)
-
-
-@families.route("/<family_id>/break-glass", methods=["POST"])
-@families.arguments(GlassIn)
-@families.response(201, GlassOut)
-@require(AGENCY_STAFF)
-@idempotent
-def break_glass(data: dict[str, Any], family_id: str) -> Any:
-    """Emergency access outside one's scope for 30 minutes; the coordinator is notified."""
-    session = db_session()
-    family = domain.get_family(session, family_id)
-    grant = access.break_glass(session, family, data["reason"])
-    record(audit.BREAK_GLASS, "family", family.id, family.id, reason=grant.reason)
-    return grant
 
 
 @families.route("/<family_id>/cases", methods=["GET"])

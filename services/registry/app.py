@@ -5,19 +5,24 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
+from services.registry import access
 from services.registry.api import families
+from services.registry.api_access import emergency
 from services.registry.api_admin import admin
 from services.registry.api_cases import cases
+from services.registry.api_intakes import intakes
 from services.registry.models import tables
 from shared.config import Settings, load_settings
 from shared.http import create_service_app
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
+    settings = settings or load_settings("registry")
+    access.glass_max_minutes(settings.options)  # a wrong value stops the start, not a request
     return create_service_app(
         "registry",
-        settings or load_settings("registry"),
+        settings,
         tables=tables,
-        blueprints=[families, cases, admin],
+        blueprints=[families, emergency, cases, intakes, admin],
         engine=engine,
     )

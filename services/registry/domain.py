@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from services.registry import duplicates, events
+from services.registry import addresses, duplicates, events
 from services.registry.models import (
     ADDRESS_FIELDS,
     Case,
@@ -146,6 +146,7 @@ def register_family(
     session.add(family)
     session.flush()
     entered = on or today()
+    addresses.record(session, family, since=entered, by=who, today=today())
     session.add(
         CategoryChange(
             family_id=family.id,
@@ -184,7 +185,11 @@ def bump(session: Session, family: Family, *, removed: bool = False) -> None:
 def update_family(
     session: Session, family: Family, changes: dict[str, Any], *, by: str | None = None
 ) -> list[str]:
-    """Change the family's data; returns the names of the fields changed (for the audit)."""
+    """Change the family's data; returns the names of the fields changed (for the audit).
+
+    A new address (other than its coordinates) is a move: it enters the address history from
+    ``changes["moved_on"]`` (default today).
+    """
     changed: list[str] = []
     announce = False
     if "address" in changes:
@@ -194,6 +199,9 @@ def update_family(
                 setattr(family, key, address.get(key))
                 changed.append(f"address.{key}")
                 announce = True
+        if any(f"address.{key}" in changed for key in addresses.HISTORY_FIELDS):
+            since = changes.get("moved_on") or today()
+            addresses.record(session, family, since=since, by=actor(by), today=today())
     if "members" in changes:
         _check_members(changes["members"])
         before = [(m.role, m.full_name, m.birth_date) for m in family.members]
@@ -209,6 +217,10 @@ def update_family(
         if key in changes and getattr(family, key) != changes[key]:
             setattr(family, key, changes[key])
             changed.append(key)
+    if family.missing_fields and changed:
+        from services.registry import intake
+
+        family.missing_fields = intake.missing_fields(family) or None
     if announce:
         bump(session, family, removed=not family.in_bank)
     elif changed:

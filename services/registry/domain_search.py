@@ -52,6 +52,12 @@ def search_families(args: dict[str, Any], *, agency_id: str | None = None) -> Se
             stmt = stmt.where(getattr(Family, key) == args[key])
     if args.get("in_bank") is not None:
         stmt = stmt.where(Family.in_bank.is_(args["in_bank"]))
+    if args.get("incomplete") is not None:
+        stmt = stmt.where(
+            Family.missing_fields.is_not(None)
+            if args["incomplete"]
+            else Family.missing_fields.is_(None)
+        )
     if args.get("surname"):
         term = duplicates.search_term(args["surname"])
         stmt = stmt.where(Family.search_names.like(f"% {term}%"))

@@ -81,6 +81,7 @@ _FOLDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 NON_LETTERS = re.compile(r"[^a-zа-яёіїє ]+")
+ADDRESS_NOISE = re.compile(r"[^0-9a-zа-яё/]+")
 
 STRONG = 0.75
 REPORTED = 0.5
@@ -200,6 +201,11 @@ def _given_similarity(new: list[str], old: list[str]) -> float:
     )
 
 
+def _address_part(text: str) -> str:
+    """A street, house or flat as compared: lower case, digits kept ("12/2а" is not "1")."""
+    return ADDRESS_NOISE.sub("", text.lower().replace("ё", "е"))
+
+
 def _address_score(address: dict[str, Any], family: Family) -> tuple[float, list[str]]:
     if normalise(address.get("district") or "") != normalise(family.district):
         return 0.0, []
@@ -210,7 +216,7 @@ def _address_score(address: dict[str, Any], family: Family) -> tuple[float, list
     score = 0.3
     for key, weight in (("street", 0.3), ("house", 0.3), ("flat", 0.1)):
         mine, theirs = address.get(key), getattr(family, key)
-        if mine and theirs and normalise(str(mine)) == normalise(str(theirs)):
+        if mine and theirs and _address_part(str(mine)) == _address_part(str(theirs)):
             matched.append(f"address.{key}")
             score += weight
     return min(score, 1.0), matched
@@ -269,14 +275,8 @@ def score_family(data: dict[str, Any], family: Family) -> Candidate:
     return Candidate(family.id, family.number, round(min(score, 1.0), 3), matched, matches)
 
 
-def find_candidates(
-    session: Session,
-    data: dict[str, Any],
-    *,
-    exclude: str | None = None,
-    threshold: float = REPORTED,
-) -> list[Candidate]:
-    """Families that may be the one ``data`` describes, best first, with ``score >= threshold``."""
+def _candidate_ids(session: Session, data: dict[str, Any]) -> set[str]:
+    """Families worth scoring against ``data``, found through indexed columns only."""
     members: list[dict[str, Any]] = data["members"]
     pairs: set[tuple[str, str]] = set()
     for member in members:
@@ -331,7 +331,12 @@ def find_candidates(
                 .limit(MAX_CANDIDATES)
             )
         )
-    ids.discard(exclude or "")
+    return ids
+
+
+def _scored(
+    session: Session, data: dict[str, Any], ids: set[str], threshold: float
+) -> list[Candidate]:
     if not ids:
         return []
     families = session.scalars(
@@ -339,6 +344,19 @@ def find_candidates(
     ).all()
     scored = [score_family(data, family) for family in families]
     return sorted((c for c in scored if c.score >= threshold), key=lambda c: (-c.score, c.number))
+
+
+def find_candidates(
+    session: Session,
+    data: dict[str, Any],
+    *,
+    exclude: str | None = None,
+    threshold: float = REPORTED,
+) -> list[Candidate]:
+    """Families that may be the one ``data`` describes, best first, with ``score >= threshold``."""
+    ids = _candidate_ids(session, data)
+    ids.discard(exclude or "")
+    return _scored(session, data, ids, threshold)
 
 
 def family_as_report(family: Family) -> dict[str, Any]:

@@ -212,3 +212,17 @@ class EmergencyAccessGrantedV1(Schema):
     subject = fields.String(required=True)
     agency_id = fields.String(required=True, allow_none=True)
     expires_at = fields.AwareDateTime(required=True, format="iso")
+    minutes = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1)
+    )  # added with requested durations; older messages lack it
+
+
+@event_schema("registry.intake.pending", 1)
+class IntakePendingV1(Schema):
+    """An accepted signal without a family id matched several families (or none confidently):
+    a coordinator chooses (GET /intakes/{id}). Counts only, no personal data."""
+
+    intake_id = fields.String(required=True)
+    signal_id = fields.String(required=True)
+    district = fields.String(required=True)
+    candidates = fields.Integer(required=True, validate=validate.Range(min=0))

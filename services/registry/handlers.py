@@ -2,14 +2,15 @@
 status moves the plan's measure it came from (the closed loop).
 
 An accepted signal opens or attaches a case in ``preparatory``. One accepted without a registry
-family id cannot be matched here yet: it goes straight to the dead-letter queue with the reason,
-to be replayed once the coordinator has matched the family.
+family id goes through duplicate detection (``intake``): attached to the one confident match,
+registered when nothing matches, or held as a pending intake for the coordinator; it never
+blocks the queue or goes to the dead-letter queue for want of a family id.
 """
 
 from sqlalchemy.orm import Session
 
-from services.registry import domain_contact_log, domain_plan
-from shared.events import Event, Unprocessable
+from services.registry import domain_contact_log, domain_plan, intake
+from shared.events import Event
 from shared.messaging.consumer import Handlers
 
 handlers = Handlers("registry")
@@ -39,10 +40,8 @@ def referral_status_changed(session: Session, event: Event) -> None:
 def signal_accepted(session: Session, event: Event) -> None:
     data = event.data
     if not data["family_id"]:
-        raise Unprocessable(
-            f"signal {data['signal_id']} was accepted without a registry family id; "
-            "match the family (POST /families/duplicates), then replay this message"
-        )
+        intake.accept_unmatched(session, data)
+        return
     domain_contact_log.accept_signal(
         session,
         signal_id=data["signal_id"],

@@ -129,6 +129,9 @@ class Family(Base):
     lead_specialist: Mapped[str | None] = mapped_column(String(120), index=True)
     reported_by_agency: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str | None] = mapped_column(String(120))
+    # A family registered from an accepted signal: what the coordinator still has to complete
+    # (e.g. ``address.house``, ``members.adult``); null once nothing is missing.
+    missing_fields: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
     members: Mapped[list[Member]] = relationship(
         back_populates="family", cascade="all, delete-orphan", order_by="Member.position"
@@ -136,6 +139,26 @@ class Family(Base):
     contacts: Mapped[list[Contact]] = relationship(
         cascade="all, delete-orphan", order_by="Contact.position"
     )
+
+
+class FamilyAddress(Base):
+    """Where the family lived from ``valid_from`` on: statistics count a family in the district
+    it lived in at the moment that counts, not where it lives now."""
+
+    __tablename__ = "family_addresses"
+    __table_args__ = (Index("ix_family_addresses_family_from", "family_id", "valid_from"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    region: Mapped[str] = mapped_column(String(120))
+    district: Mapped[str] = mapped_column(String(120), index=True)
+    settlement: Mapped[str] = mapped_column(String(120))
+    street: Mapped[str | None] = mapped_column(String(200))
+    house: Mapped[str | None] = mapped_column(String(20))
+    flat: Mapped[str | None] = mapped_column(String(20))
+    recorded_by: Mapped[str | None] = mapped_column(String(120))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Member(Base):
@@ -237,7 +260,40 @@ class GlassBreak(Base):
     agency_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(120))
+
+    family: Mapped[Family] = relationship()
+
+
+INTAKE_STATES = ("pending", "attached", "registered")
+
+
+class Intake(Base):
+    """An accepted signal that came without a registry family id, and what became of it: attached
+    to a matched family, registered as a new one, or pending a coordinator's choice among
+    several candidates. One per signal, which makes the consumer idempotent by signal."""
+
+    __tablename__ = "intakes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    signal_id: Mapped[str] = mapped_column(String(64), unique=True)
+    district: Mapped[str] = mapped_column(String(120), index=True)
+    priority: Mapped[str | None] = mapped_column(String(10))
+    reporter_agency_id: Mapped[str | None] = mapped_column(String(64))
+    accepted_by: Mapped[str] = mapped_column(String(120))
+    accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    known: Mapped[dict[str, object]] = mapped_column(JSON)
+    candidates: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    family_id: Mapped[str | None] = mapped_column(String(36))
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    resolved_by: Mapped[str | None] = mapped_column(String(120))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class CatalogueEntry(Base):

@@ -16,6 +16,7 @@ from services.registry.models import (
     MEMBER_ROLES,
     STAGES,
 )
+from shared.db import utcnow
 from shared.http import PageArgs
 
 PHONE = re.compile(r"^\+?[0-9 ()\-]{5,24}$")
@@ -102,6 +103,9 @@ class FamilyIn(Schema):
 
 class FamilyPatch(Schema):
     address = fields.Nested(AddressIn)
+    moved_on = fields.Date(
+        metadata={"description": "with a new address: the day the family moved (default today)"}
+    )
     distance_km = fields.Float(allow_none=True, validate=validate.Range(min=0, max=5000))
     members = fields.List(fields.Nested(MemberIn), validate=validate.Length(min=1, max=30))
     contacts = fields.List(fields.Nested(ContactIn), validate=validate.Length(max=20))
@@ -162,6 +166,11 @@ class FamilyOut(Schema):
     stage = fields.String(allow_none=True)
     lead_specialist = fields.String(allow_none=True)
     reported_by_agency = fields.String(allow_none=True)
+    missing_fields = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "registered from a signal: what the coordinator must complete"},
+    )
     version = fields.Integer()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
@@ -228,6 +237,9 @@ class FamilyListArgs(PageArgs):
     lead_specialist = fields.String()
     in_bank = fields.Boolean()
     overdue = fields.Boolean(metadata={"description": "only families with overdue measures"})
+    incomplete = fields.Boolean(
+        metadata={"description": "only families registered from a signal and not yet completed"}
+    )
     surname = fields.String(
         validate=validate.Length(min=2, max=100),
         metadata={"description": "start of any member's surname, Cyrillic or Latin"},
@@ -280,6 +292,14 @@ class CandidateList(Schema):
 
 class GlassIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(max=2000))
+    minutes = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": "how long the access lasts (default 30; at most "
+            "REGISTRY_BREAK_GLASS_MAX_MINUTES, default 120)"
+        },
+    )
 
 
 class GlassOut(Schema):
@@ -287,6 +307,39 @@ class GlassOut(Schema):
     family_id = fields.String()
     granted_at = fields.DateTime()
     expires_at = fields.DateTime()
+    minutes = fields.Integer(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
+    ended_by = fields.String(allow_none=True)
+
+
+class GlassGrantOut(GlassOut):
+    """A grant as the coordinator reviews it: who, for which family, why, and whether in force."""
+
+    number = fields.Function(lambda grant: grant.family.number)
+    district = fields.Function(lambda grant: grant.family.district)
+    subject = fields.String()
+    agency_id = fields.String(allow_none=True)
+    reason = fields.String()
+    active = fields.Function(lambda grant: grant.ended_at is None and grant.expires_at > utcnow())
+
+
+class GlassArgs(PageArgs):
+    active = fields.Boolean(metadata={"description": "true: in force now; false: ended or expired"})
+    since = fields.AwareDateTime(metadata={"description": "granted at or after"})
+    district = fields.String()
+    family_id = fields.String()
+
+
+class AddressHistoryOut(Schema):
+    valid_from = fields.Date()
+    region = fields.String()
+    district = fields.String()
+    settlement = fields.String()
+    street = fields.String(allow_none=True)
+    house = fields.String(allow_none=True)
+    flat = fields.String(allow_none=True)
+    recorded_by = fields.String(allow_none=True)
+    recorded_at = fields.DateTime()
 
 
 class FamilyPage(Schema):

@@ -12,7 +12,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.registry.models import CATEGORIES, OUTCOMES, Case, CategoryChange, Family
+from services.registry import addresses
+from services.registry.models import (
+    CATEGORIES,
+    OUTCOMES,
+    Case,
+    CategoryChange,
+    Family,
+    FamilyAddress,
+)
 
 CATEGORY_RU = {"sop": "СОП", "risk_group": "группа риска", "tzhs": "ТЖС"}
 OUTCOME_RU = {
@@ -34,7 +42,12 @@ def compute(
     district: str | None = None,
     by: str = "district",
 ) -> dict[str, Any]:
-    """One row per (region[, district], year)."""
+    """One row per (region[, district], year).
+
+    A family counts where it lived at the moment that counts: an entry in the district of its
+    address on the day its case opened, a removal in that of the day it closed, the families in
+    the bank at year end in that of 31 December (the address history, ``addresses``).
+    """
     first = dt.date(year_from, 1, 1)
     last = dt.date(year_to, 12, 31)
     stmt = (
@@ -53,12 +66,24 @@ def compute(
         .where(Case.opened_on <= last)
         .where((Case.closed_on.is_(None)) | (Case.closed_on >= first))
     )
+    # Families that ever lived in the area: whether a moment counts there is decided below.
     if region:
-        stmt = stmt.where(Family.region == region)
+        stmt = stmt.where(
+            Case.family_id.in_(
+                select(FamilyAddress.family_id).where(FamilyAddress.region == region)
+            )
+            | (Family.region == region)
+        )
     if district:
-        stmt = stmt.where(Family.district == district)
+        stmt = stmt.where(
+            Case.family_id.in_(
+                select(FamilyAddress.family_id).where(FamilyAddress.district == district)
+            )
+            | (Family.district == district)
+        )
     cases = session.execute(stmt).all()
     family_ids = sorted({c.family_id for c in cases})
+    places = addresses.Locations.load(session, family_ids)
     history: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
     for start in range(0, len(family_ids), 1000):
         chunk = family_ids[start : start + 1000]
@@ -78,11 +103,15 @@ def compute(
 
     rows: dict[tuple[str, str | None, int], dict[str, Any]] = {}
 
-    def bucket(case: Any, year: int) -> dict[str, Any]:
-        key = (case.region, case.district if by == "district" else None, year)
+    def bucket(case: Any, year: int, day: dt.date) -> dict[str, Any] | None:
+        """The row of the area the family lived in on ``day``; None outside the selection."""
+        place = places.on(case.family_id, day, addresses.Place(case.region, case.district))
+        if (region and place.region != region) or (district and place.district != district):
+            return None
+        key = (place.region, place.district if by == "district" else None, year)
         if key not in rows:
             rows[key] = {
-                "region": case.region,
+                "region": place.region,
                 "district": key[1],
                 "year": year,
                 "in_bank_at_year_end": dict.fromkeys(CATEGORIES, 0),
@@ -96,15 +125,21 @@ def compute(
     for case in cases:
         for year in range(year_from, year_to + 1):
             end = dt.date(year, 12, 31)
-            if case.opened_on.year == year:
-                target = bucket(case, year)
+            if (
+                case.opened_on.year == year
+                and (target := bucket(case, year, case.opened_on)) is not None
+            ):
                 target["entered"] += 1
                 target["re_entered"] += int(case.reentry)
-            if case.opened_on <= end and (case.closed_on is None or case.closed_on > end):
+            in_bank = case.opened_on <= end and (case.closed_on is None or case.closed_on > end)
+            if in_bank and (target := bucket(case, year, end)) is not None:
                 category = category_on(case.family_id, end, case.entry_category)
-                bucket(case, year)["in_bank_at_year_end"][category] += 1
-            if case.closed_on is not None and case.closed_on.year == year:
-                target = bucket(case, year)
+                target["in_bank_at_year_end"][category] += 1
+            if (
+                case.closed_on is not None
+                and case.closed_on.year == year
+                and (target := bucket(case, year, case.closed_on)) is not None
+            ):
                 target["removed"][case.outcome or "other"] += 1
                 category = case.close_category or case.entry_category
                 target["_durations"][category].append((case.closed_on - case.opened_on).days)

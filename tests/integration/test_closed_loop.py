@@ -102,7 +102,8 @@ def test_measure_to_referral_and_back(system: System) -> None:
 
 def test_an_accepted_signal_reaches_the_familys_case(system: System) -> None:
     """Early detection: a school's signal, accepted for a known family, is logged on its case;
-    one accepted without a family id is dead-lettered with the reason, not silently lost."""
+    one accepted without a family id, naming only a surname, is held for the coordinator as a
+    pending intake with the candidate (plausible, not confident enough to attach)."""
     from services.registry.models import ContactEntry
 
     with system.session("referrals") as session, session.begin():
@@ -151,12 +152,12 @@ def test_an_accepted_signal_reaches_the_familys_case(system: System) -> None:
             select(ContactEntry).where(ContactEntry.source_id == f"signal:{signals[0]}")
         ).all()
     assert len(entries) == 1 and entries[0].kind == "signal"
-    from shared.messaging.dlq import list_dead_letters
+    from services.registry.models import Intake
 
-    worker = system.worker("registry")
-    with worker.connect() as conn:
-        [letter] = list_dead_letters(conn, worker.names, "registry")
-    assert signals[1] in letter.reason and "without a registry family id" in letter.reason
+    with system.session("registry") as session:
+        [pending] = session.scalars(select(Intake)).all()
+    assert pending.signal_id == signals[1] and pending.state == "pending"
+    assert [c["family_id"] for c in pending.candidates] == [family["id"]]
 
 
 def test_a_raid_followup_becomes_a_referral_once(system: System) -> None:

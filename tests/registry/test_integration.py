@@ -11,7 +11,7 @@ from typing import Any
 import pika
 import pytest
 from conftest import System, family_payload
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from services.registry import domain_plan
 from services.registry.models import ContactEntry, Measure
@@ -150,3 +150,98 @@ def test_duplicates_across_scripts_on_postgresql(system: System) -> None:
     [candidate] = second["duplicate_candidates"]
     assert candidate["family_id"] == first["id"] and candidate["score"] >= 0.75
     assert {"members.full_name", "children.birth_date"} <= set(candidate["matched_fields"])
+
+
+def test_accepted_signals_without_a_family_id_through_the_broker(system: System) -> None:
+    """A school's signal accepted without a registry family id: nothing matches, so the family is
+    registered and its case opened; a signal naming only a shared surname waits as an intake
+    (``registry.intake.pending`` goes out, without names); redelivery changes nothing."""
+    from conftest import publish_event
+
+    from services.registry.models import Case, Family, Intake
+
+    register(system, family_payload("Соколова"))
+    register(
+        system,
+        family_payload("Соколова", district="Тарногский район")
+        | {
+            "members": [
+                {
+                    "role": "mother",
+                    "full_name": "Соколова Елена Викторовна",
+                    "birth_date": "1980-01-01",
+                },
+                {
+                    "role": "child",
+                    "full_name": "Соколов Кирилл Олегович",
+                    "birth_date": "2011-01-01",
+                },
+            ]
+        },
+    )
+    system.relay("registry")
+    tap = Tap(system, "registry.#")
+
+    def accepted(signal_id: str, family: dict[str, Any]) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        return {
+            "signal_id": signal_id,
+            "district": "Тарногский район",
+            "priority": "amber",
+            "reporter_agency_id": "school-1",
+            "triage_due_at": now,
+            "family_id": None,
+            "family": family,
+            "observed_at": now,
+            "accepted_by": "coord-1",
+            "at": now,
+        }
+
+    new_family = accepted(
+        "sig-new",
+        {
+            "surname": "Морозова",
+            "address": "ул. Школьная, д. 4, кв. 2",
+            "settlement": "с. Тарногский Городок",
+            "children": [{"name": "Анна", "birth_date": "2016-09-10", "school": "СОШ №1"}],
+        },
+    )
+    try:
+        event_id = str(uuid.uuid4())
+        publish_event(system, "referrals.signal.accepted", new_family, event_id=event_id)
+        publish_event(system, "referrals.signal.accepted", new_family, event_id=event_id)
+        publish_event(system, "referrals.signal.accepted", new_family)  # sent twice by referrals
+        publish_event(
+            system, "referrals.signal.accepted", accepted("sig-namesake", {"surname": "Соколова"})
+        )
+        system.consume("registry")
+        with system.session("registry") as session:
+            intakes = {i.signal_id: i for i in session.scalars(select(Intake))}
+            assert set(intakes) == {"sig-new", "sig-namesake"}
+            registered = session.get(Family, intakes["sig-new"].family_id)
+            assert registered is not None and registered.display_name == "Морозова"
+            assert (registered.house, registered.flat) == ("4", "2")
+            assert registered.region == "Вологодская область"  # from the district's families
+            assert registered.missing_fields == ["members.adult", "contacts"]
+            cases = session.scalars(select(Case).where(Case.family_id == registered.id)).all()
+            assert [(c.stage, c.source) for c in cases] == [("preparatory", "signal:sig-new")]
+            assert session.scalar(select(func.count()).select_from(Family)) == 3
+            namesake = intakes["sig-namesake"]
+            assert namesake.state == "pending" and len(namesake.candidates) == 2
+        assert system.relay("registry") == 3
+        out = tap.drain()
+        assert sorted(e["type"] for e in out) == [
+            "registry.case.opened",
+            "registry.family.registered",
+            "registry.intake.pending",
+        ]
+        [pending] = [e for e in out if e["type"] == "registry.intake.pending"]
+        assert pending["data"]["candidates"] == 2 and pending["data"]["signal_id"] == "sig-namesake"
+        assert "Соколова" not in json.dumps(pending) and "Морозова" not in json.dumps(out)
+        from shared.messaging.dlq import list_dead_letters
+
+        worker = system.worker("registry")
+        with worker.connect() as conn:
+            assert list_dead_letters(conn, worker.names, "registry") == []
+    finally:
+        tap.close()

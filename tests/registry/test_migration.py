@@ -68,3 +68,43 @@ def test_downgrade_keeps_the_families_and_members(tmp_path) -> None:  # type: ig
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM members")).scalar_one() == 1
     engine.dispose()
+
+
+def test_upgrade_to_0003_backfills_the_address_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each family's current address holds from its entry: the earlier of the record's creation
+    and its first case."""
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    db.upgrade("registry", url, "0002")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO families (id, number, category, region, district, settlement, street,"
+                " house, version, created_at, updated_at) VALUES"
+                " ('f1', 'F-1', 'sop', 'R', 'D1', 'S', 'ул. Лесная', '3', 1,"
+                " '2024-03-01 10:00:00', '2024-03-01 10:00:00'),"
+                " ('f2', 'F-2', 'sop', 'R', 'D2', 'S', NULL, NULL, 1,"
+                " '2024-05-01 10:00:00', '2024-05-01 10:00:00')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cases (id, family_id, stage, opened_on, reentry, source,"
+                " entry_category, opened_by, stage_changed_at, version, created_at) VALUES"
+                " ('c1', 'f1', 'closed', '2023-01-10', 0, 'x', 'sop', 'x',"
+                " '2024-03-01 10:00:00', 1, '2024-03-01 10:00:00')"
+            )
+        )
+    db.upgrade("registry", url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT family_id, valid_from, district, street, house FROM family_addresses"
+                " ORDER BY family_id"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(str(v) if v is not None else None for v in row) for row in rows] == [
+        ("f1", "2023-01-10", "D1", "ул. Лесная", "3"),
+        ("f2", "2024-05-01", "D2", None, None),
+    ]
