@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import yaml
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from shared.config import SERVICES
 from shared.events import EnvelopeSchema, load_all_event_types
 from shared.messaging.topology import Names
 
@@ -66,6 +68,13 @@ def build_asyncapi(prefix: str = "opora") -> dict[str, Any]:
                 "payload": envelope_for_type,
             }
         )
+    for service in SERVICES:
+        # A service may document channels beyond the event bus (referrals: agency systems).
+        extra = getattr(
+            importlib.import_module(f"services.{service}.events"), "asyncapi_channels", None
+        )
+        if extra is not None:
+            channels.update(extra(names, lambda schema: _json_schema(converter, schema)))
     return {
         "asyncapi": "2.6.0",
         "info": {

@@ -105,6 +105,13 @@ class Worker:
             prefetch=2 * self.consumer_batch_size,
         )
         self.job_context = JobContext(self.settings, self.sessions, self.tables)
+        # Further consumers of a service's own queues (e.g. referrals' agency ingress): each
+        # factory in its handlers module's ``consumers`` gets this worker, returns None to skip.
+        self.extra_consumers: list[Consumer] = [
+            consumer
+            for factory in getattr(handlers_module, "consumers", [])
+            if (consumer := factory(self)) is not None
+        ]
 
     def connect(self, confirm_publish: bool = False) -> Connection:
         return broker.connect(self.settings, confirm_publish=confirm_publish)
@@ -125,6 +132,8 @@ class Worker:
         if embedded:
             pump = RetryPump(self.settings.service, self.connect, self.names)
             self._spawn("retry-pump", lambda: pump.run(stop))
+        for consumer in self.extra_consumers:
+            self._spawn(f"consumer-{consumer.service}", functools.partial(consumer.run, stop))
         for job in self.jobs:
             self._spawn(f"job-{job.name}", functools.partial(self._run_job, job, stop))
 

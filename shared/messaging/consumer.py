@@ -125,7 +125,11 @@ class Consumer:
         prefetch: int = 200,
         flush_interval: float = 0.05,
         registry: EventRegistry = EVENTS,
+        parse: Callable[[Message], Event] | None = None,
     ) -> None:
+        """``parse`` turns a delivery into an Event (default: our envelope); a consumer of
+        foreign messages (an agency's ingress) passes its own and keeps the inbox, batching,
+        retries and dead-lettering of this class."""
         self.service = service
         self.handlers = handlers
         self.sessions = sessions
@@ -136,6 +140,7 @@ class Consumer:
         self.prefetch = prefetch
         self.flush_interval = flush_interval
         self.registry = registry
+        self.parse = parse or self._parse_envelope
         self._pending: list[Message] = []
         self._stop = threading.Event()
 
@@ -179,6 +184,9 @@ class Consumer:
                     return True
         return True
 
+    def _parse_envelope(self, message: Message) -> Event:
+        return parse_envelope(message.body, self.registry)
+
     def _receive(self, message: Message) -> None:
         # Not ``self._pending.append``: that bound method would keep the list swapped out below.
         self._pending.append(message)
@@ -201,7 +209,7 @@ class Consumer:
         dead: list[tuple[Message, str]] = []
         for message in batch:
             try:
-                event = parse_envelope(message.body, self.registry)
+                event = self.parse(message)
                 parsed.append((message, event, self.handlers.find(event)))
             except EventError as exc:
                 dead.append((message, str(exc)))
