@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from services.notifications.api import messages
+from services.notifications.api import messages, prefs_api, receipts_api, rules_api
+from services.notifications.api_templates import templates
 from services.notifications.models import tables
 from shared.config import Settings, load_settings
 from shared.http import create_service_app
@@ -16,6 +17,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         "notifications",
         settings or load_settings("notifications"),
         tables=tables,
-        blueprints=[messages],
+        blueprints=[messages, prefs_api, receipts_api, rules_api, templates],
         engine=engine,
     )

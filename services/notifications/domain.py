@@ -1,76 +1,160 @@
-"""Who is told what, free of HTTP, broker and SMTP.
+"""Turning an event (or a reminder) into messages: rules pick the recipients, preferences decide
+queue / hold / drop per channel, templates render the bodies now (so a later template edit does
+not change what was decided), and the first state goes into the history.
 
-Subjects and SMS texts name the family's registry number and link to it; they
-never carry names, addresses or birth dates.
+One message per (source, recipient, channel): a source seen again makes nothing new. Subjects
+and SMS texts name numbers and link to the case; they never carry a family member's name,
+address or birth date (the templates' placeholders cannot hold them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import random
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.notifications.models import Message, Recipient
+from services.notifications import preferences, states, templates
+from services.notifications.models import Message
+from services.notifications.preferences import Prefs
+from services.notifications.rules import Addressee, RuleInput, rules_for
+from shared.config import Settings
+from shared.db import new_id
+from shared.events import Unprocessable
 
-MAX_ATTEMPTS = 6
+log = logging.getLogger(__name__)
 
-
-def coordinators_for(session: Session, district: str) -> list[Recipient]:
-    recipients = session.scalars(select(Recipient).where(Recipient.active.is_(True))).all()
-    return [
-        r
-        for r in recipients
-        if "coordinator" in (r.roles or [])
-        and (not r.districts or district in r.districts)
-        and r.email
-    ]
+NOT_LINKS = ("ics_url", "link_url")
 
 
-def new_family_messages(
-    session: Session, event_id: str, event_type: str, data: dict[str, Any], public_url: str
+def notify(
+    session: Session,
+    settings: Settings,
+    event_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    now: dt.datetime,
 ) -> list[Message]:
-    """Tell the district's coordinators that a family entered the data bank."""
-    number = data["number"]
-    link = f"{public_url}/families/{data['family_id']}"
-    messages = []
-    for recipient in coordinators_for(session, data["address"]["district"]):
-        message = Message(
-            source_event_id=event_id,
-            source_event_type=event_type,
-            recipient_id=recipient.person_id,
-            channel="email",
-            address=recipient.email,
-            subject=f"Opora: новая семья {number} в банке данных",
-            body=(
-                f"В банк данных внесена семья {number} (категория: {data['category']}).\n"
-                f"Карточка семьи: {link}\n\n"
-                f"A family {number} entered the data bank. Open: {link}\n"
-            ),
+    """Every message the rules make of this event."""
+    made: list[Message] = []
+    for rule in rules_for(event_type, data):
+        inp = RuleInput(session, settings, event_type, data)
+        attachments = rule.attachments(inp)
+        for who in unique(rule.recipients(inp)):
+            prefs = preferences.for_person(session, who.person_id)
+            made += make(
+                session,
+                source_id=event_id,
+                source_type=event_type,
+                who=who,
+                prefs=prefs,
+                template=rule.template,
+                channels=rule.channels_of(data),
+                priority=rule.priority_of(data),
+                context=rule.context(inp, prefs),
+                attachments=attachments,
+                now=now,
+            )
+    return made
+
+
+def unique(addressees: Iterable[Addressee]) -> list[Addressee]:
+    seen: dict[str, Addressee] = {}
+    for a in addressees:
+        seen.setdefault(a.person_id, a)
+    return list(seen.values())
+
+
+def exists(session: Session, source_id: str, recipient_id: str, channel: str) -> bool:
+    found = session.scalar(
+        select(Message.id).where(
+            Message.source_event_id == source_id,
+            Message.recipient_id == recipient_id,
+            Message.channel == channel,
         )
+    )
+    return found is not None
+
+
+def link_of(context: dict[str, Any]) -> str | None:
+    """What a digest links to: the first entity URL of the context."""
+    for key, value in context.items():
+        if key.endswith("_url") and key not in NOT_LINKS and value:
+            return str(value)
+    return None
+
+
+def make(
+    session: Session,
+    *,
+    source_id: str,
+    source_type: str,
+    who: Addressee,
+    prefs: Prefs,
+    template: str,
+    channels: Sequence[str],
+    priority: str,
+    context: dict[str, Any],
+    now: dt.datetime,
+    attachments: Sequence[dict[str, str]] = (),
+) -> list[Message]:
+    made = []
+    spec = templates.TEMPLATES[template]
+    for channel in channels:
+        address = who.email if channel == "email" else who.phone
+        if not address or channel not in spec.channels:
+            continue
+        carried = list(attachments) if channel == "email" else []
+        decision = preferences.decide(prefs, channel, priority, now, has_attachments=bool(carried))
+        if decision.state is None:
+            log.info(
+                "message not made",
+                extra={"source_event_id": source_id, "recipient_id": who.person_id,
+                       "channel": channel, "reason": decision.skipped},
+            )  # fmt: skip
+            continue
+        if exists(session, source_id, who.person_id, channel):
+            continue
+        try:
+            rendered = templates.render(session, template, channel, prefs.language, context)
+        except templates.RenderError as exc:
+            raise Unprocessable(str(exc)) from None
+        message = Message(
+            id=new_id(),
+            source_event_id=source_id,
+            source_event_type=source_type,
+            recipient_id=who.person_id,
+            channel=channel,
+            address=address,
+            priority=priority,
+            template_key=template,
+            template_version=rendered.version,
+            language=rendered.language,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=carried or None,
+            link=link_of(context),
+            hold_reason=decision.hold_reason,
+            held_until=decision.held_until,
+            attempts=0,
+            next_attempt_at=now,
+            provider_index=0,
+            created_at=now,
+            state=None,
+        )
+        detail = f"{priority}; {template} v{rendered.version} ({rendered.language})"
+        if decision.hold_reason == "quiet_hours":
+            detail += f"; held for the quiet hours until {decision.held_until:%Y-%m-%dT%H:%MZ}"
+        elif decision.hold_reason == "digest":
+            detail += "; held for the daily digest"
+        history = states.move(message, decision.state, now, detail=detail)
         session.add(message)
-        messages.append(message)
-    return messages
-
-
-def mark_sent(message: Message, provider_message_id: str, now: dt.datetime) -> None:
-    message.state = "sent"
-    message.provider_message_id = provider_message_id
-    message.sent_at = now
-    message.last_error = None
-
-
-def mark_failed_attempt(
-    message: Message, error: str, now: dt.datetime, permanent: bool = False
-) -> None:
-    """Back off exponentially with jitter; give up after MAX_ATTEMPTS or on a permanent refusal."""
-    message.attempts += 1
-    message.last_error = error[:500]
-    if permanent or message.attempts >= MAX_ATTEMPTS:
-        message.state = "failed"
-        return
-    message.state = "queued"
-    delay = min(3600.0, 5 * 2**message.attempts) * (0.5 + random.random())
-    message.next_attempt_at = now + dt.timedelta(seconds=delay)
+        session.add(history)
+        made.append(message)
+    if made:
+        session.flush()
+    return made

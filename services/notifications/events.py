@@ -7,20 +7,33 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from services.notifications.models import MESSAGE_STATES, tables
+from services.notifications.models import CHANNELS, MESSAGE_STATES, tables
 from shared.events import event_schema
 from shared.messaging.outbox import add_event
 
 
 @event_schema("notifications.message.sent", 1)
 class MessageSentV1(Schema):
-    """A message left for its provider (SMTP accepted it)."""
+    """A message left for its provider (SMTP or the SMS provider accepted it)."""
 
     message_id = fields.String(required=True)
     source_event_id = fields.String(required=True)
-    channel = fields.String(required=True, validate=validate.OneOf(("email", "sms")))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     recipient_id = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(MESSAGE_STATES))
+
+
+@event_schema("notifications.message.failed", 1)
+class MessageFailedV1(Schema):
+    """A message could not be delivered (refused, bounced, or retries exhausted); ``reason``
+    names the failure, never an address, a phone number or a body."""
+
+    message_id = fields.String(required=True)
+    source_event_id = fields.String(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    recipient_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(("failed", "bounced")))
+    reason = fields.String(required=True, validate=validate.Length(max=500))
 
 
 def publish(

@@ -24,7 +24,7 @@ from shared.auth.policy import require
 from shared.auth.roles import ADMIN, AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
 from shared.db import utcnow
 from shared.errors import NotFound
-from shared.http import db_session, idempotent, paginate
+from shared.http import db_session, idempotent, opora_app, paginate
 
 signals = Blueprint("signals", __name__, url_prefix="/signals", description="Signals in")
 
@@ -68,7 +68,7 @@ def report_signal(data: dict[str, Any]) -> Any:
         reporter_id=principal.subject,
         reporter_agency_id=principal.agency_id,
         now=utcnow(),
-        rules=rules.SignalRules.from_env(),
+        rules=rules.SignalRules.from_env(opora_app().settings.options),
     )
     _audit(signal, "create")
     return signal, 201, {"Location": f"/signals/{signal.id}"}

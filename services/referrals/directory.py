@@ -27,6 +27,7 @@ AGENCY_FIELDS = (
     "email",
     "phone",
     "active",
+    "delivery",
 )
 CONTACT_FIELDS = ("name", "role", "email", "phone", "preferences", "active")
 # The registry names agency kinds in consents; where the two vocabularies differ, map ours.
@@ -68,6 +69,7 @@ def agency_snapshot(agency: Agency) -> dict[str, Any]:
         "phone": agency.phone,
         "active": agency.active,
         "contacts": [contact_snapshot(c) for c in agency.contacts],
+        "delivery": agency.delivery,
         "agency_version": agency.version,
     }
 
@@ -85,6 +87,7 @@ def create_agency(session: Session, data: dict[str, Any], now: dt.datetime) -> A
         email=data.get("email"),
         phone=data.get("phone"),
         active=data.get("active", True),
+        delivery=data.get("delivery") or "api",
         version=1,
         created_at=now,
         updated_at=now,

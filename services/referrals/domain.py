@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.referrals import directory
+from services.referrals import directory, numbering, sla
 from services.referrals.events import REFERRAL_STATUSES, publish
 from services.referrals.models import Agency, Comment, Referral, StatusChange
+from services.referrals.outbound import dispatch
 from shared.auth.principal import Principal
 from shared.auth.roles import ADMIN, AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
 from shared.db import get_or_404
@@ -166,7 +167,12 @@ def create_referral(
     agency = directory.resolve_agency(
         session, data.get("agency_id"), data["service_code"], data["district"]
     )
+    if data.get("measure_id") and session.scalar(
+        select(Referral.id).where(Referral.measure_id == data["measure_id"])
+    ):
+        raise Conflict("the measure already has a referral", errors={"measure_id": ["taken"]})
     referral = Referral(
+        number=numbering.next_number(session, now),
         measure_id=data.get("measure_id"),
         family_id=data["family_id"],
         family_number=data["family_number"],
@@ -184,10 +190,6 @@ def create_referral(
         created_at=now,
         updated_at=now,
     )
-    if data.get("measure_id") and session.scalar(
-        select(Referral.id).where(Referral.measure_id == data["measure_id"])
-    ):
-        raise Conflict("the measure already has a referral", errors={"measure_id": ["taken"]})
     session.add(referral)
     _record(session, referral, None, "draft", actor.id, now)
     if not data.get("draft", False):
@@ -202,8 +204,10 @@ def send(
     now: dt.datetime,
     *,
     consent_override_reason: str | None = None,
+    rules: sla.SlaRules | None = None,
 ) -> None:
-    """``draft -> requested``: the family's data leaves for an agency, so consent is checked."""
+    """``draft -> requested``: the family's data leaves for an agency, so consent is checked;
+    the SLA clock starts."""
     check_transition(referral.status, "requested", as_sender=actor.sender, as_agency=False)
     if referral.agency_id is None:
         raise RuleViolation(
@@ -214,6 +218,7 @@ def send(
     if not agency.active:
         raise RuleViolation("the agency is inactive", errors={"agency_id": ["inactive"]})
     _check_consent(session, actor, referral, agency, now, consent_override_reason)
+    sla.start(referral, rules or sla.SlaRules.current(), now)
     _record(session, referral, referral.status, "requested", actor.id, now)
 
 
@@ -301,17 +306,15 @@ def claim(session: Session, actor: Actor, referral: Referral, now: dt.datetime) 
     referral.owner_id = actor.id
     referral.version += 1
     referral.updated_at = now
-    publish(
-        session,
-        "referrals.referral.claimed",
-        {
-            "referral_id": referral.id,
-            "agency_id": referral.agency_id,
-            "owner_id": actor.id,
-            "at": now.isoformat(),
-            "referral_version": referral.version,
-        },
-    )
+    claimed = {
+        "referral_id": referral.id,
+        "agency_id": referral.agency_id,
+        "owner_id": actor.id,
+        "at": now.isoformat(),
+        "referral_version": referral.version,
+    }
+    publish(session, "referrals.referral.claimed", claimed)
+    dispatch(session, referral, "referrals.referral.claimed", claimed, now=now)
     return referral
 
 
@@ -326,19 +329,17 @@ def add_comment(
     session.add(comment)
     referral.updated_at = now  # agency systems polling for changes see the new comment
     session.flush()
-    publish(
-        session,
-        "referrals.referral.commented",
-        {
-            "referral_id": referral.id,
-            "comment_id": comment.id,
-            "agency_id": referral.agency_id,
-            "sender_id": referral.sender_id,
-            "author_id": actor.id,
-            "author_agency_id": actor.agency_id,
-            "at": now.isoformat(),
-        },
-    )
+    commented = {
+        "referral_id": referral.id,
+        "comment_id": comment.id,
+        "agency_id": referral.agency_id,
+        "sender_id": referral.sender_id,
+        "author_id": actor.id,
+        "author_agency_id": actor.agency_id,
+        "at": now.isoformat(),
+    }
+    publish(session, "referrals.referral.commented", commented)
+    dispatch(session, referral, "referrals.referral.commented", commented, now=now)
     return comment
 
 
@@ -373,25 +374,30 @@ def _record(
         )
     )
     session.flush()
-    publish(
-        session,
-        "referrals.referral.status_changed",
-        {
-            "referral_id": referral.id,
-            "measure_id": referral.measure_id,
-            "family_id": referral.family_id,
-            "agency_id": referral.agency_id,
-            "service_code": referral.service_code,
-            "urgency": referral.urgency,
-            "status": status,
-            "previous_status": previous,
-            "reason": reason,
-            "outcome": outcome,
-            "at": now.isoformat(),
-            "by": by,
-            "referral_version": referral.version,
-        },
-    )
+    changed = {
+        "referral_id": referral.id,
+        "measure_id": referral.measure_id,
+        "family_id": referral.family_id,
+        "agency_id": referral.agency_id,
+        "service_code": referral.service_code,
+        "urgency": referral.urgency,
+        "status": status,
+        "previous_status": previous,
+        "reason": reason,
+        "outcome": outcome,
+        "at": now.isoformat(),
+        "by": by,
+        "referral_version": referral.version,
+        "number": referral.number,
+        "due_at": _iso(referral.due_at),
+        "acknowledge_due_at": _iso(referral.acknowledge_due_at) if status == "requested" else None,
+    }
+    publish(session, "referrals.referral.status_changed", changed)
+    dispatch(session, referral, "referrals.referral.status_changed", changed, now=now)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 # --- from the registry's plan ------------------------------------------------------------------

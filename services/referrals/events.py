@@ -11,7 +11,14 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
-from services.referrals.models import AGENCY_KINDS, SIGNAL_PRIORITIES, URGENCIES, tables
+from services.referrals.models import (
+    AGENCY_KINDS,
+    DELIVERIES,
+    OVERDUE_KINDS,
+    SIGNAL_PRIORITIES,
+    URGENCIES,
+    tables,
+)
 from shared.events import event_schema
 from shared.messaging.outbox import add_event
 
@@ -61,6 +68,8 @@ class _AgencySnapshot(Schema):
     phone = fields.String(allow_none=True, load_default=None)
     active = fields.Boolean(required=True)
     contacts = fields.List(fields.Nested(ContactSchema), required=True)
+    # optional so that messages from before it existed still parse
+    delivery = fields.String(load_default="api", validate=validate.OneOf(DELIVERIES))
     agency_version = fields.Integer(required=True)
 
 
@@ -112,6 +121,11 @@ class ReferralStatusChangedV1(Schema):
     at = fields.AwareDateTime(required=True)
     by = fields.String(required=True)
     referral_version = fields.Integer(required=True)
+    # optional (older messages lack them): the human number, the complete-by moment and,
+    # while the agency has not answered, the acknowledge-by moment (working-day SLA)
+    number = fields.String(allow_none=True, load_default=None)
+    due_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    acknowledge_due_at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
 @event_schema("referrals.referral.claimed", 1)
@@ -136,6 +150,32 @@ class ReferralCommentedV1(Schema):
     author_id = fields.String(required=True)
     author_agency_id = fields.String(required=True, allow_none=True)
     at = fields.AwareDateTime(required=True)
+
+
+class _OverdueFacts(Schema):
+    referral_id = fields.String(required=True)
+    number = fields.String(required=True, allow_none=True)
+    family_id = fields.String(required=True)
+    agency_id = fields.String(required=True, allow_none=True)
+    kind = fields.String(required=True, validate=validate.OneOf(OVERDUE_KINDS))
+    due_at = fields.AwareDateTime(required=True)
+    days_overdue = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+@event_schema("referrals.referral.overdue", 1)
+class ReferralOverdueV1(_OverdueFacts):
+    """A reminder: the agency has not acknowledged (``kind`` acknowledge: still requested) or
+    not completed (``complete``) the referral in time; ``days_overdue`` in working days.
+    Published once per referral and kind."""
+
+
+@event_schema("referrals.referral.escalated", 1)
+class ReferralEscalatedV1(_OverdueFacts):
+    """Still overdue after the escalation threshold: the district's coordinator steps in.
+    Published once per referral and kind."""
+
+    escalated_at = fields.AwareDateTime(required=True)
+    district = fields.String(required=True)
 
 
 # --- signals -----------------------------------------------------------------------------------
@@ -198,3 +238,11 @@ class SignalDismissedV1(_SignalFacts):
     reason = fields.String(required=True)
     dismissed_by = fields.String(required=True)
     at = fields.AwareDateTime(required=True)
+
+
+def asyncapi_channels(names: Any, json_schema: Any) -> dict[str, Any]:
+    """Beyond the event bus: what agency systems receive on their own queue and send to the
+    ingress (for ``shared.asyncapi``)."""
+    from services.referrals.agency_asyncapi import asyncapi_channels as agency_channels
+
+    return agency_channels(names, json_schema)

@@ -2,14 +2,17 @@
 
 ``registry.measure.assigned`` and raids' ``followup.requested`` become referrals (once each);
 ``registry.agreement.recorded`` feeds the consent read model and the registry's family events
-the number and district of families. The signal escalation job runs every minute.
+the number and district of families. Jobs: the signal escalation and the referral SLA check
+(overdue reminders, escalations) every minute; webhook deliveries every few seconds; the queues
+of agencies that connect over AMQP declared every minute. A second consumer reads the agency
+ingress (``agency_ingress.py``).
 """
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services.referrals import directory, intake, signals
+from services.referrals import agency_ingress, directory, intake, signals, sla, webhook_delivery
 from shared.db import transaction, utcnow
 from shared.events import Event
 from shared.messaging.consumer import Handlers
@@ -44,4 +47,23 @@ def escalate_signals(ctx: JobContext) -> None:
         signals.escalate_overdue(session, utcnow())
 
 
-jobs = [Job("escalate-signals", 60, escalate_signals)]
+def check_referral_sla(ctx: JobContext) -> None:
+    with transaction(ctx.sessions) as session:
+        sla.check_overdue(session, sla.SlaRules.current(), utcnow())
+
+
+def deliver_webhooks(ctx: JobContext) -> None:
+    policy = webhook_delivery.DeliveryPolicy.from_env(ctx.settings.options)
+    while webhook_delivery.deliver_due(ctx.sessions, ctx.settings, policy) >= policy.batch_size:
+        pass  # a full batch: more may be due
+
+
+jobs = [
+    Job("escalate-signals", 60, escalate_signals),
+    Job("check-referral-sla", 60, check_referral_sla),
+    Job("deliver-webhooks", 5, deliver_webhooks),
+    Job("declare-agency-queues", 60, agency_ingress.declare_agency_queues),
+]
+
+# Agency systems' messages (status, comment, signal) arrive on their own ingress queue.
+consumers = [agency_ingress.ingress_consumer]

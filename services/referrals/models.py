@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -51,6 +52,10 @@ AGENCY_KINDS = (
 URGENCIES = ("routine", "urgent", "asap", "stat")
 SIGNAL_PRIORITIES = ("red", "amber", "green")
 SIGNAL_STATUSES = ("new", "accepted", "dismissed")
+# How an agency gets its referrals: it pulls over the HTTP API, we POST to its webhooks, its
+# system reads an AMQP queue, or (no system, no account) its contacts get signed links.
+DELIVERIES = ("api", "webhook", "amqp", "link")
+OVERDUE_KINDS = ("acknowledge", "complete")
 
 
 class Agency(Base):
@@ -67,6 +72,7 @@ class Agency(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    delivery: Mapped[str] = mapped_column(String(10), default="api", server_default="api")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -133,6 +139,8 @@ class Referral(Base):
     __tablename__ = "referrals"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # "R-2026-000123": per-year sequence from ``referral_counters`` (see numbering.py)
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
     measure_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     followup_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     family_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -153,6 +161,13 @@ class Referral(Base):
     sender_agency_id: Mapped[str | None] = mapped_column(String(64))
     consent_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     consent_override_reason: Mapped[str | None] = mapped_column(Text)
+    # SLA (sla.py): set when the referral is sent; the overdue job keeps one notice per
+    # threshold: level 1 = reminded (referral.overdue), 2 = escalated to the coordinator.
+    acknowledge_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    overdue_kind: Mapped[str | None] = mapped_column(String(12))
+    overdue_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -235,3 +250,84 @@ class KnownFamily(Base):
     number: Mapped[str] = mapped_column(String(20))
     district: Mapped[str] = mapped_column(String(120))
     family_version: Mapped[int] = mapped_column(Integer)
+
+
+class ReferralCounter(Base):
+    """The last referral number given in a year: one row per year, bumped atomically."""
+
+    __tablename__ = "referral_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
+
+
+class WebhookSubscription(Base):
+    """An agency's endpoint for referral events. The signing secret is kept encrypted (see
+    webhooks.py): HMAC needs the secret itself, so a hash could not sign."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    agency_id: Mapped[str] = mapped_column(
+        ForeignKey("agencies.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    secret_hint: Mapped[str] = mapped_column(String(12))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """The outbox of webhooks: one event for one subscription; its id is the receiver's
+    dedup key (``X-Opora-Delivery``) and stays the same across retries."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    agency_id: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(80))
+    event_id: Mapped[str] = mapped_column(String(36))
+    referral_id: Mapped[str | None] = mapped_column(String(36))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    log: Mapped[list[WebhookAttempt]] = relationship(
+        cascade="all, delete-orphan", order_by="WebhookAttempt.number"
+    )
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, how long, what came back."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))

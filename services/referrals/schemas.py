@@ -8,7 +8,13 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from services.referrals.domain import STATUSES
 from services.referrals.events import FamilyAsKnownSchema
-from services.referrals.models import AGENCY_KINDS, SIGNAL_PRIORITIES, SIGNAL_STATUSES, URGENCIES
+from services.referrals.models import (
+    AGENCY_KINDS,
+    DELIVERIES,
+    SIGNAL_PRIORITIES,
+    SIGNAL_STATUSES,
+    URGENCIES,
+)
 from shared.http import PageArgs, page_schema
 
 
@@ -60,6 +66,15 @@ class AgencyIn(Schema):
     email = fields.Email(load_default=None, allow_none=True)
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     active = fields.Boolean(load_default=True)
+    delivery = fields.String(
+        load_default="api",
+        validate=validate.OneOf(DELIVERIES),
+        metadata={
+            "description": "api: its system polls the HTTP API; webhook: we POST to its "
+            "webhooks; amqp: its system reads its own queue; link: no system, no account - "
+            "its contacts get signed links by email/SMS"
+        },
+    )
     contacts = fields.List(fields.Nested(ContactIn), load_default=list)
 
 
@@ -72,6 +87,7 @@ class AgencyPatch(Schema):
     email = fields.Email(allow_none=True)
     phone = fields.String(allow_none=True, validate=validate.Length(max=40))
     active = fields.Boolean()
+    delivery = fields.String(validate=validate.OneOf(DELIVERIES))
 
 
 class AgencyOut(AgencyIn):
@@ -179,6 +195,7 @@ class StatusChangeOut(Schema):
 
 class ReferralOut(Schema):
     id = fields.String()
+    number = fields.String(allow_none=True, metadata={"example": "R-2026-000123"})
     measure_id = fields.String(allow_none=True)
     family_id = fields.String()
     family_number = fields.String()
@@ -195,6 +212,11 @@ class ReferralOut(Schema):
     owner_id = fields.String(allow_none=True)
     sender_id = fields.String()
     consent_override = fields.Boolean()
+    acknowledge_due_at = fields.DateTime(allow_none=True)
+    due_at = fields.DateTime(allow_none=True)
+    overdue_kind = fields.String(allow_none=True)
+    overdue_level = fields.Integer()
+    escalated_at = fields.DateTime(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

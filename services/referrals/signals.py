@@ -8,7 +8,6 @@ escalated. Red signals are announced at once.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +31,7 @@ class SignalRules:
     sla_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SignalRules:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> SignalRules:
         raw = env.get("REFERRALS_SIGNAL_SLA_HOURS", "")
         hours = dict(DEFAULT_SLA_HOURS)
         for part in filter(None, (p.strip() for p in raw.split(","))):

@@ -1,0 +1,80 @@
+"""A message's state machine: the legal moves, and a history row for every move (no I/O).
+
+queued -> sending -> sent -> delivered | failed | bounced. ``held`` waits for the end of the
+quiet hours (then queued) or for the person's digest (then delivered, inside the digest).
+A temporary failure puts a sending message back to queued with a back-off; a claim that a
+crashed worker left in ``sending`` is put back to queued too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from services.notifications.models import MESSAGE_STATES, Message, MessageHistory
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"sending", "held", "failed"}),
+    "held": frozenset({"queued", "delivered", "failed"}),
+    "sending": frozenset({"sent", "queued", "failed", "bounced"}),
+    "sent": frozenset({"delivered", "failed", "bounced"}),
+    "delivered": frozenset({"bounced"}),  # a late bounce after the server had accepted it
+    "failed": frozenset(),
+    "bounced": frozenset(),
+}
+assert set(TRANSITIONS) == set(MESSAGE_STATES)
+FINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+
+MAX_ATTEMPTS = 6
+BASE_DELAY = 5.0  # seconds
+MAX_DELAY = 3600.0
+
+
+class IllegalTransition(ValueError):
+    """A move the machine does not allow (e.g. delivered -> sending)."""
+
+
+def can_move(current: str | None, to: str) -> bool:
+    if current is None:
+        return to in ("queued", "held")
+    return to in TRANSITIONS.get(current, frozenset())
+
+
+def move(
+    message: Message,
+    to: str,
+    now: dt.datetime,
+    *,
+    provider: str | None = None,
+    detail: str | None = None,
+) -> MessageHistory:
+    """Set ``message.state`` to ``to`` and return the history row to add; raises on an illegal
+    move. A new message (state None) starts as queued or held."""
+    current = message.state
+    if to not in MESSAGE_STATES:
+        raise IllegalTransition(f"unknown state {to!r}")
+    if not can_move(current, to):
+        raise IllegalTransition(f"a message cannot go from {current} to {to}")
+    message.state = to
+    if to == "sent":
+        message.sent_at = now
+    elif to == "delivered":
+        message.delivered_at = now
+    return MessageHistory(
+        message_id=message.id,
+        at=now,
+        from_state=current,
+        to_state=to,
+        provider=provider,
+        detail=(detail or None) and detail[:500],
+    )
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> float:
+    """Seconds before attempt ``attempts + 1``: exponential, capped, with +-50% jitter."""
+    draw = (rng or random).random()
+    return min(MAX_DELAY, BASE_DELAY * 2**attempts) * (0.5 + draw)
+
+
+def gives_up(attempts: int) -> bool:
+    return attempts >= MAX_ATTEMPTS

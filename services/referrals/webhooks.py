@@ -1,0 +1,265 @@
+"""Webhook subscriptions of agencies: which referral events go to which URL, signed with a
+secret that is shown once.
+
+The secret is stored **encrypted**, not hashed: the sender needs the secret itself to compute
+HMAC-SHA256 for every delivery, and a hash cannot sign. The key is derived (HKDF-SHA256) from
+``OPORA_LINK_SECRET`` (or, failing that, the JWT secret), so a stolen database alone yields
+no secrets; rotating that server secret means rotating the webhook secrets too. Only the last
+four characters (``secret_hint``) are kept in clear, so an admin can tell secrets apart.
+
+How a receiver verifies a delivery (``X-Opora-Signature: sha256=<hex>``)::
+
+    import hashlib, hmac, time
+
+    def verify(secret: str, headers, body: bytes, tolerance=300) -> bool:
+        timestamp = headers["X-Opora-Timestamp"]
+        if abs(time.time() - int(timestamp)) > tolerance:
+            return False  # replayed or badly delayed
+        expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+        return hmac.compare_digest("sha256=" + expected, headers["X-Opora-Signature"])
+
+then deduplicate on ``X-Opora-Delivery`` (the same across retries of one delivery).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.referrals.models import (
+    Agency,
+    Referral,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from shared.config import Settings
+from shared.db import new_id, utcnow
+from shared.errors import Conflict, NotFound, ServiceUnavailable
+
+# What a subscription may ask for: the referral events that concern the receiving agency.
+EVENT_TYPES = (
+    "referrals.referral.status_changed",
+    "referrals.referral.claimed",
+    "referrals.referral.commented",
+    "referrals.referral.overdue",
+)
+SECRET_PREFIX = "whsec_"
+SIGNATURE_HEADER = "X-Opora-Signature"
+TIMESTAMP_HEADER = "X-Opora-Timestamp"
+EVENT_HEADER = "X-Opora-Event"
+DELIVERY_HEADER = "X-Opora-Delivery"
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def _fernet(settings: Settings) -> Fernet:
+    master = settings.link_secret or settings.jwt_secret
+    if not master:
+        raise ServiceUnavailable("webhook secrets need OPORA_LINK_SECRET to be set")
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"opora:webhook-secrets"
+    ).derive(master.encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def seal(settings: Settings, secret: str) -> str:
+    return _fernet(settings).encrypt(secret.encode()).decode()
+
+
+def unseal(settings: Settings, sealed: str) -> str:
+    try:
+        return _fernet(settings).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        raise ServiceUnavailable(
+            "a webhook secret cannot be decrypted: was OPORA_LINK_SECRET changed?"
+        ) from None
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+# --- subscriptions -----------------------------------------------------------------------------
+
+
+def get_subscription(session: Session, agency_id: str, subscription_id: str) -> WebhookSubscription:
+    """Another agency's subscription is "not found", like its referrals."""
+    sub = session.get(WebhookSubscription, subscription_id)
+    if sub is None or sub.agency_id != agency_id:
+        raise NotFound(f"agency {agency_id} has no webhook {subscription_id}")
+    return sub
+
+
+def _set_secret(settings: Settings, sub: WebhookSubscription) -> str:
+    secret = new_secret()
+    sub.secret_encrypted = seal(settings, secret)
+    sub.secret_hint = "…" + secret[-4:]
+    return secret
+
+
+def create_subscription(
+    session: Session,
+    settings: Settings,
+    agency: Agency,
+    data: dict[str, Any],
+    *,
+    by: str,
+    now: dt.datetime,
+) -> tuple[WebhookSubscription, str]:
+    """The new subscription and its secret, which is readable this once only."""
+    sub = WebhookSubscription(
+        id=new_id(),
+        agency_id=agency.id,
+        url=data["url"],
+        events=sorted(set(data["events"])),
+        active=data.get("active", True),
+        created_by=by,
+        created_at=now,
+        updated_at=now,
+    )
+    secret = _set_secret(settings, sub)
+    session.add(sub)
+    session.flush()
+    return sub, secret
+
+
+def update_subscription(
+    session: Session, sub: WebhookSubscription, data: dict[str, Any], now: dt.datetime
+) -> WebhookSubscription:
+    if "url" in data:
+        sub.url = data["url"]
+    if "events" in data:
+        sub.events = sorted(set(data["events"]))
+    if "active" in data:
+        sub.active = data["active"]
+    sub.updated_at = now
+    return sub
+
+
+def rotate_secret(
+    session: Session, settings: Settings, sub: WebhookSubscription, now: dt.datetime
+) -> str:
+    """A new secret at once; deliveries still pending are signed with it when they go."""
+    secret = _set_secret(settings, sub)
+    sub.secret_rotated_at = now
+    sub.updated_at = now
+    return secret
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+
+def referral_view(referral: Referral) -> dict[str, Any]:
+    """What the referral carries, and nothing of the family file."""
+
+    def iso(moment: dt.datetime | dt.date | None) -> str | None:
+        return moment.isoformat() if moment is not None else None
+
+    return {
+        "id": referral.id,
+        "number": referral.number,
+        "family_id": referral.family_id,
+        "family_number": referral.family_number,
+        "district": referral.district,
+        "agency_id": referral.agency_id,
+        "service_code": referral.service_code,
+        "reason": referral.reason,
+        "urgency": referral.urgency,
+        "deadline": iso(referral.deadline),
+        "contact": dict(referral.contact or {}),
+        "status": referral.status,
+        "status_reason": referral.status_reason,
+        "outcome": referral.outcome,
+        "acknowledge_due_at": iso(referral.acknowledge_due_at),
+        "due_at": iso(referral.due_at),
+        "version": referral.version,
+    }
+
+
+def enqueue(
+    session: Session,
+    agency: Agency,
+    referral: Referral,
+    event_name: str,
+    data: dict[str, Any],
+    *,
+    now: dt.datetime | None = None,
+) -> list[WebhookDelivery]:
+    """One delivery per active subscription of the agency that asked for this event."""
+    now = now or utcnow()
+    subs = session.scalars(
+        select(WebhookSubscription).where(
+            WebhookSubscription.agency_id == agency.id, WebhookSubscription.active.is_(True)
+        )
+    ).all()
+    event_id = new_id()
+    made = []
+    for sub in subs:
+        if event_name not in sub.events:
+            continue
+        delivery_id = new_id()
+        delivery = WebhookDelivery(
+            id=delivery_id,
+            subscription_id=sub.id,
+            agency_id=agency.id,
+            event=event_name,
+            event_id=event_id,
+            referral_id=referral.id,
+            payload={
+                "id": delivery_id,
+                "event": event_name,
+                "created_at": now.isoformat(),
+                "data": data,
+                "referral": referral_view(referral),
+            },
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(delivery)
+        made.append(delivery)
+    return made
+
+
+def body_of(delivery: WebhookDelivery) -> bytes:
+    return json.dumps(
+        delivery.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    ).encode()
+
+
+def get_delivery(session: Session, agency_id: str, delivery_id: str) -> WebhookDelivery:
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.agency_id != agency_id:
+        raise NotFound(f"agency {agency_id} has no webhook delivery {delivery_id}")
+    return delivery
+
+
+def redeliver(delivery: WebhookDelivery, now: dt.datetime) -> WebhookDelivery:
+    """Send again, same id (the receiver deduplicates), with a fresh budget of attempts."""
+    if delivery.status == "pending":
+        raise Conflict("the delivery is still pending; it is retried on its own")
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    delivery.delivered_at = None
+    return delivery
