@@ -91,3 +91,15 @@ def test_asyncapi_document_is_generated_from_the_schemas() -> None:
     assert committed == render_asyncapi(), (
         "docs/asyncapi.yaml is stale: run `opora asyncapi --output docs/asyncapi.yaml`"
     )
+
+
+def test_the_readme_configuration_table_names_every_variable() -> None:
+    """A newcomer configures from the README: every variable the code reads is in its table."""
+    from pathlib import Path
+
+    from shared.config import ENV_VARS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in ENV_VARS if f"`{name}`" not in table]
+    assert missing == []
