@@ -171,19 +171,7 @@ def _schema(schema: type[Schema], unknown: Literal["exclude", "include", "raise"
 
 def parse_envelope(body: Any, registry: EventRegistry = EVENTS) -> Event:
     """Decode and validate a received message; raises MalformedEvent or UnknownEvent."""
-    if isinstance(body, bytes | bytearray):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedEvent("body is not UTF-8") from exc
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedEvent(f"body is not JSON: {exc.msg} at {exc.pos}") from exc
-    if not isinstance(body, dict):
-        raise MalformedEvent("body is not a JSON object")
-    envelope = _check_envelope(body)
+    envelope = _check_envelope(decode_json_object(body))
     event_type = registry.get(envelope["type"], envelope["version"])
     try:
         data = _schema(event_type.schema, EXCLUDE).load(envelope["data"])
@@ -201,6 +189,24 @@ def parse_envelope(body: Any, registry: EventRegistry = EVENTS) -> Event:
         causation_id=envelope["causation_id"],
         data=data,
     )
+
+
+def decode_json_object(body: Any) -> dict[str, Any]:
+    """A message body (bytes, text or already decoded) as a JSON object; MalformedEvent says
+    what is wrong, never what the body holds."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedEvent("body is not UTF-8") from exc
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise MalformedEvent(f"body is not JSON: {exc.msg} at {exc.pos}") from exc
+    if not isinstance(body, dict):
+        raise MalformedEvent("body is not a JSON object")
+    return body
 
 
 _ENVELOPE_FIELDS = frozenset(EnvelopeSchema._declared_fields)

@@ -19,7 +19,6 @@ transient failures and the dead-letter queue ``P.referrals.agency-ingress.dlq``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from shared.auth.principal import AGENCY_SYSTEM_KIND, Principal
 from shared.auth.roles import AGENCY_SYSTEM
 from shared.db import transaction, utcnow
 from shared.errors import DomainError
-from shared.events import Event, MalformedEvent, Unprocessable
+from shared.events import Event, MalformedEvent, Unprocessable, decode_json_object
 from shared.messaging import broker
 from shared.messaging.consumer import Consumer, Handlers
 from shared.messaging.topology import Names, is_amqp
@@ -132,18 +131,7 @@ def to_event(properties: dict[str, Any], body: Any, now: dt.datetime) -> Event:
     message_id = properties.get("message_id")
     if not message_id or len(str(message_id)) > MAX_MESSAGE_ID:
         raise MalformedEvent("message_id is required (at most 200 characters), for deduplication")
-    if isinstance(body, bytes | bytearray):
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedEvent("body is not UTF-8") from exc
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedEvent(f"body is not JSON: {exc.msg} at {exc.pos}") from exc
-    if not isinstance(body, dict):
-        raise MalformedEvent("body is not a JSON object")
+    body = decode_json_object(body)
     correlation = str(properties.get("correlation_id") or message_id)[:64]
     return Event(
         id=inbox_id(agency_id, str(message_id)),
