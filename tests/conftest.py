@@ -186,6 +186,17 @@ class System:
             )
         return self._apps[service]
 
+    def app_with(self, service: str, **options: str):  # type: ignore[no-untyped-def]
+        """Another app of ``service`` on the same database, started with other options of its
+        own (``RAIDS_*``, ``REGISTRY_*``, ...): options are read once, at start-up."""
+        import importlib
+
+        settings = self.settings(service)
+        return importlib.import_module(f"services.{service}.app").create_app(
+            settings.replace(options={**settings.options, **options}),
+            engine=self.worker(service).engine,
+        )
+
     def token(
         self, role: str = "coordinator", agency: str | None = None, subject: str | None = None
     ) -> str:

@@ -12,6 +12,7 @@ import datetime as dt
 import random
 
 from services.notifications.models import MESSAGE_STATES, Message, MessageHistory
+from shared.backoff import backoff_seconds
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"sending", "held", "failed"}),
@@ -72,8 +73,7 @@ def move(
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:
     """Seconds before attempt ``attempts + 1``: exponential, capped, with +-50% jitter."""
-    draw = (rng or random).random()
-    return min(MAX_DELAY, BASE_DELAY * 2**attempts) * (0.5 + draw)
+    return backoff_seconds(attempts, base=BASE_DELAY, cap=MAX_DELAY, draw=(rng or random).random())
 
 
 def gives_up(attempts: int) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +30,8 @@ from typing import Any
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+
+from shared.backoff import backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class AgencyClient:
     def _backoff(self, attempt: int, exc: BaseException) -> None:
         if attempt >= self.max_attempts:
             raise exc
-        delay = min(self.max_backoff, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+        delay = backoff_seconds(attempt, base=0.5, cap=self.max_backoff, jitter=(0.5, 1.0))
         log.warning("broker connection lost (%s); retrying in %.1fs", type(exc).__name__, delay)
         self.close()
         self._sleep(delay)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.referrals import webhooks
 from services.referrals.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from shared.backoff import backoff_seconds
 from shared.config import ConfigError, Settings
 from shared.db import transaction, utcnow
 
@@ -71,8 +72,14 @@ class DeliveryPolicy:
     def backoff(self, attempts: int, rng: Callable[[], float] = random.random) -> dt.timedelta:
         """Full exponential pause after ``attempts`` failures, with 50-100 % jitter so that
         receivers coming back up are not hit by every sender at once."""
-        pause = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempts - 1))
-        return dt.timedelta(seconds=pause * (0.5 + rng() / 2))
+        pause = backoff_seconds(
+            attempts - 1,
+            base=self.backoff_seconds,
+            cap=self.max_backoff_seconds,
+            jitter=(0.5, 1.0),
+            draw=rng(),
+        )
+        return dt.timedelta(seconds=pause)
 
     @property
     def lease(self) -> dt.timedelta:

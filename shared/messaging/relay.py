@@ -8,7 +8,6 @@ another publishes them again; consumers' inboxes absorb the duplicates.
 from __future__ import annotations
 
 import logging
-import random
 import select
 import threading
 import time
@@ -25,6 +24,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.backoff import backoff_seconds
 from shared.db import utcnow
 from shared.faults import failpoint
 from shared.messaging.outbox import NOTIFY_CHANNEL
@@ -179,7 +179,7 @@ class OutboxRelay:
             attempts = session.execute(
                 sql_select(outbox.c.attempts).where(outbox.c.id == row_id)
             ).scalar_one()
-            delay = min(300.0, 2 ** min(attempts, 8)) * (0.5 + random.random())
+            delay = backoff_seconds(attempts, base=1.0, cap=256.0)
             session.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id)

@@ -229,13 +229,7 @@ def test_an_sop_family_needs_a_police_juvenile_inspector_unless_configured_other
         "/raids", json=raid_body(participants=[SOCIAL, SCHOOL], family_ids=["f-1"])
     )
     assert ok.status_code == 201
-    from services.raids.app import create_app
-
-    settings = raids.settings("raids")
-    relaxed_app = create_app(
-        settings.replace(options={**settings.options, "RAIDS_SOP_REQUIRED_AGENCY_KINDS": ""}),
-        engine=raids.worker("raids").engine,
-    ).test_client()
+    relaxed_app = raids.app_with("raids", RAIDS_SOP_REQUIRED_AGENCY_KINDS="").test_client()
     relaxed_app.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {raids.token('coordinator')}"
     relaxed = relaxed_app.post(
         "/raids",

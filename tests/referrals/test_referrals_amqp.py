@@ -22,8 +22,9 @@ import pytest
 from conftest import System
 from kombu import Connection
 from sqlalchemy import select
+from test_referrals_api import consent
 
-from services.referrals import agency_channel, directory
+from services.referrals import agency_channel
 from services.referrals.agency_client import AgencyClient, InboxMessage
 from services.referrals.agency_ingress import (
     IngressConsumer,
@@ -132,23 +133,6 @@ def agencies(system: System) -> Iterator[Agencies]:
     result.cleanup()
 
 
-def consent(system: System, kinds: tuple[str, ...] = ("school", "health")) -> None:
-    today = dt.date.today()
-    with system.session("referrals") as session, session.begin():
-        directory.remember_agreement(
-            session,
-            {
-                "agreement_id": "agr-1",
-                "case_id": "c",
-                "family_id": "fam-1",
-                "signed_on": today - dt.timedelta(days=1),
-                "valid_until": today + dt.timedelta(days=90),
-                "consent_data_processing": True,
-                "share_with": list(kinds),
-            },
-        )
-
-
 def send_referral(system: System, agency_id: str) -> str:
     response = system.client("referrals", "coordinator").post(
         "/referrals", json={**REFERRAL, "agency_id": agency_id}
@@ -227,7 +211,7 @@ def test_a_referral_reaches_the_agency_queue_and_the_client_moves_it(
     system: System, agencies: Agencies
 ) -> None:
     school = agencies.add("school")
-    consent(system)
+    consent(system, kinds=("school", "health"))
     assert agencies.declare() == [school]
     referral_id = send_referral(system, school)
     system.relay("referrals")
@@ -287,7 +271,7 @@ def test_a_health_agency_gets_the_fhir_form(system: System, agencies: Agencies) 
     from fhir.resources.R4B.bundle import Bundle
 
     clinic = agencies.add("clinic", kind="health")
-    consent(system)
+    consent(system, kinds=("school", "health"))
     agencies.declare()
     referral_id = send_referral(system, clinic)
     system.relay("referrals")
@@ -304,7 +288,7 @@ def test_refusals_go_to_the_dead_letter_queue_and_the_next_message_is_handled(
 ) -> None:
     school = agencies.add("school")
     other = agencies.add("other")
-    consent(system)
+    consent(system, kinds=("school", "health"))
     agencies.declare()
     mine = send_referral(system, school)
     theirs = send_referral(system, other)
@@ -441,7 +425,7 @@ def test_the_example_agency_system_accepts_its_referrals(
     spec.loader.exec_module(example)
 
     school = agencies.add("school")
-    consent(system)
+    consent(system, kinds=("school", "health"))
     # the worker's jobs (handlers.py): declare the agencies' queues, consume the ingress
     ctx = system.worker("referrals").job_context
     assert declare_agency_queues(ctx) == [school]

@@ -13,8 +13,9 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
+from test_referrals_api import consent
 
-from services.referrals import directory, fhir
+from services.referrals import fhir
 from services.referrals.domain import TRANSITIONS
 from services.referrals.models import Referral
 from shared.errors import RuleViolation
@@ -226,20 +227,7 @@ def setup_clinics(system: System) -> tuple[str, Any, Any]:
     assert admin.post("/agencies", json=CLINIC).status_code == 201
     other = {**CLINIC, "id": "clinic-2", "name": "Другая больница"}
     assert admin.post("/agencies", json=other).status_code == 201
-    today = dt.date.today()
-    with system.session("referrals") as session, session.begin():
-        directory.remember_agreement(
-            session,
-            {
-                "agreement_id": "agr-1",
-                "case_id": "c",
-                "family_id": "fam-1",
-                "signed_on": today - dt.timedelta(days=1),
-                "valid_until": today + dt.timedelta(days=90),
-                "consent_data_processing": True,
-                "share_with": ["health"],
-            },
-        )
+    consent(system, kinds=("health",))
     created = as_token(system, "coordinator").post("/referrals", json=REFERRAL_IN)
     assert created.status_code == 201, created.get_json()
     key_a = admin.post("/agencies/clinic-1/api-keys", json={"name": "МИС"}).get_json()["key"]

@@ -4,7 +4,6 @@ refusals: expired, tampered, foreign or other-purpose tokens (401), final states
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import System
 from sqlalchemy import select
+from test_referrals_api import consent
 
-from services.referrals import directory
 from services.referrals.models import Referral, tables
 from shared.auth.links import issue_link_token
 
@@ -65,20 +64,7 @@ def setup(system: System, count: int = 1) -> list[str]:
     admin = client(system, "admin")
     created = admin.post("/agencies", json=CHARITY)
     assert created.status_code == 201 and created.get_json()["delivery"] == "link"
-    today = dt.date.today()
-    with system.session("referrals") as session, session.begin():
-        directory.remember_agreement(
-            session,
-            {
-                "agreement_id": "agr-1",
-                "case_id": "c",
-                "family_id": "fam-1",
-                "signed_on": today - dt.timedelta(days=1),
-                "valid_until": today + dt.timedelta(days=90),
-                "consent_data_processing": True,
-                "share_with": ["charity"],
-            },
-        )
+    consent(system, kinds=("charity",))
     lead = client(system, "lead_specialist")
     ids = []
     for _ in range(count):
@@ -218,12 +204,7 @@ def test_bad_tokens_answer_401(embedded_system: System, monkeypatch: pytest.Monk
     expired = anon.get(f"/referrals/{first}/respond?token={old}")
     assert expired.status_code == 401 and "expired" in expired.get_json()["detail"]
     assert status(first, three_days) == 200
-    from services.referrals.app import create_app
-
-    shorter = create_app(
-        settings.replace(options={**settings.options, "REFERRALS_LINK_DAYS": "2"}),
-        engine=embedded_system.worker("referrals").engine,
-    ).test_client()
+    shorter = embedded_system.app_with("referrals", REFERRALS_LINK_DAYS="2").test_client()
     assert shorter.get(f"/referrals/{first}/respond?token={three_days}").status_code == 401
     with embedded_system.session("referrals") as session:
         assert session.get(Referral, first).status == "requested"  # type: ignore[union-attr]

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from conftest import System
 from sqlalchemy import select, text
+from test_referrals_api import consent
 
-from services.referrals import directory
 from services.referrals.models import WebhookDelivery
 from services.referrals.webhook_delivery import Attempt, DeliveryPolicy, deliver_due, retryable
 
@@ -133,20 +133,7 @@ def setup(system: System) -> tuple[Any, Any, Any]:
         admin.post(f"/agencies/{a}/api-keys", json={"name": "ИС"}).get_json()["key"]
         for a in ("school-1", "school-2")
     ]
-    today = dt.date.today()
-    with system.session("referrals") as session, session.begin():
-        directory.remember_agreement(
-            session,
-            {
-                "agreement_id": "agr-1",
-                "case_id": "c",
-                "family_id": "fam-1",
-                "signed_on": today - dt.timedelta(days=1),
-                "valid_until": today + dt.timedelta(days=90),
-                "consent_data_processing": True,
-                "share_with": ["school"],
-            },
-        )
+    consent(system, kinds=("school",))
     return admin, keyed(system, keys[0]), keyed(system, keys[1])
 
 

@@ -132,14 +132,7 @@ def test_a_family_registered_from_a_signal_is_listed_until_completed(
 
 def _with_options(system: System, client_: Any, **options: str) -> Any:
     """The same client against a registry app started with other REGISTRY_* options."""
-    from services.registry.app import create_app
-
-    settings = system.settings("registry")
-    app = create_app(
-        settings.replace(options={**settings.options, **options}),
-        engine=system.worker("registry").engine,
-    )
-    other = app.test_client()
+    other = system.app_with("registry", **options).test_client()
     other.environ_base.update(client_.environ_base)
     return other
 
