@@ -15,11 +15,12 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from shared.config import SERVICES
+from shared.fast_load import GiveUp, compile_load
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_]*$"
 
@@ -149,7 +150,7 @@ def build_envelope(
     event_type = registry.get(name, version) if version else registry.latest(name)
     if event_type.producer != producer:
         raise ValueError(f"{producer} may not publish {name}")
-    schema = event_type.schema(unknown=RAISE)
+    schema = _publishing_schema(event_type.schema)
     payload = schema.dump(schema.load(data))
     return {
         "id": str(uuid.uuid4()),
@@ -164,9 +165,29 @@ def build_envelope(
 
 
 @functools.lru_cache(maxsize=512)
-def _schema(schema: type[Schema], unknown: Literal["exclude", "include", "raise"]) -> Schema:
-    """Schema instances are reusable for loading; building one per message costs a third of it."""
-    return schema(unknown=unknown)
+def _publishing_schema(schema: type[Schema]) -> Schema:
+    """The instance that checks what a producer publishes (unknown fields refused): building
+    one per event was three quarters of build_envelope's time (0.44 against 0.12 ms)."""
+    return schema(unknown=RAISE)
+
+
+@functools.lru_cache(maxsize=512)
+def data_loader(schema: type[Schema]) -> Callable[[Any], dict[str, Any]]:
+    """How a consumer loads an event's data: marshmallow's ``load`` (unknown fields left out,
+    so producers may add fields), compiled for the inputs producers send (shared/fast_load.py)
+    and by marshmallow itself for the rest, errors included. Built once per schema."""
+    instance = schema(unknown=EXCLUDE)
+    compiled = compile_load(instance)
+    if compiled is None:
+        return instance.load
+
+    def load(data: Any) -> dict[str, Any]:
+        try:
+            return compiled(data)
+        except GiveUp:
+            return instance.load(data)
+
+    return load
 
 
 def parse_envelope(body: Any, registry: EventRegistry = EVENTS) -> Event:
@@ -174,7 +195,7 @@ def parse_envelope(body: Any, registry: EventRegistry = EVENTS) -> Event:
     envelope = _check_envelope(decode_json_object(body))
     event_type = registry.get(envelope["type"], envelope["version"])
     try:
-        data = _schema(event_type.schema, EXCLUDE).load(envelope["data"])
+        data = data_loader(event_type.schema)(envelope["data"])
     except ValidationError as exc:
         raise MalformedEvent(
             f"bad data for {envelope['type']} v{envelope['version']}: {_flatten(exc.messages)}"

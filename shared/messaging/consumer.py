@@ -1,9 +1,10 @@
 """The consumer base: every service's worker handles its queue through this one class.
 
-A batch of deliveries is handled in one database transaction: each handler runs in
-a savepoint, its effect and the inbox row of the message id commit together, and
-only then are the deliveries acked (one ``multiple`` ack). A redelivered message
-finds its id in the inbox and has no second effect. A message that no retry can
+A batch of deliveries is handled in one database transaction: the inbox rows of its
+message ids are claimed, the handlers run (each in a savepoint only after one of them
+failed), effects and inbox rows commit together, and only then are the deliveries
+acked (one ``multiple`` ack). A redelivered message finds its id in the inbox and has
+no second effect. A message that no retry can
 fix (malformed, unknown type or version) is dead-lettered with the reason at once;
 a handler failure goes through the back-off queues, then to the dead-letter queue.
 While the database is down the batch is held and retried, not burned.
@@ -18,17 +19,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kombu import Connection, Exchange, Message, Producer
-from kombu import Consumer as KombuConsumer
-from sqlalchemy import select
+from kombu import Connection, Producer
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import utcnow
 from shared.events import EVENTS, Event, EventError, EventRegistry, UnknownEvent, parse_envelope
 from shared.faults import failpoint
 from shared.logging import correlated
-from shared.messaging.topology import RETRY_DELAYS_MS, Names, is_amqp, retry_queues, service_queue
+from shared.messaging.deliveries import ConsumerCancelled, Deliveries, Delivery, open_deliveries
+from shared.messaging.inbox import Inbox
+from shared.messaging.topology import RETRY_DELAYS_MS, Names, retry_queues, service_queue
 from shared.tables import InfrastructureTables
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,12 @@ class Consumer:
         prefetch: int = 200,
         flush_interval: float = 0.05,
         registry: EventRegistry = EVENTS,
-        parse: Callable[[Message], Event] | None = None,
+        parse: Callable[[Delivery], Event] | None = None,
     ) -> None:
         """``parse`` turns a delivery into an Event (default: our envelope); a consumer of
         foreign messages (an agency's ingress) passes its own and keeps the inbox, batching,
-        retries and dead-lettering of this class."""
+        retries and dead-lettering of this class. ``connect`` says which broker: RabbitMQ is
+        read through pika, the embedded file transport through kombu (see deliveries.py)."""
         self.service = service
         self.handlers = handlers
         self.sessions = sessions
@@ -141,7 +142,8 @@ class Consumer:
         self.flush_interval = flush_interval
         self.registry = registry
         self.parse = parse or self._parse_envelope
-        self._pending: list[Message] = []
+        self._inbox = Inbox(tables)
+        self._pending: list[Delivery] = []
         self._stop = threading.Event()
 
     # --- the loop -------------------------------------------------------------------------------
@@ -150,80 +152,75 @@ class Consumer:
         """Consume until ``stop`` is set (or, for tests and tools, after ``idle_exit`` idle seconds)."""
         self._stop = stop or threading.Event()
         backoff = 0.5
+        queue = service_queue(self.names, self.service, self.handlers.routing_keys())
         while not self._stop.is_set():
             try:
-                with self.connect() as conn:
-                    conn.ensure_connection(max_retries=3)
+                deliveries = open_deliveries(self.connect(), queue, self.prefetch, self._receive)
+                try:
                     backoff = 0.5
-                    if self._consume(conn, idle_exit):
+                    if self._consume(deliveries, idle_exit):
                         return
+                finally:
+                    deliveries.close()
             except conn_errors() as exc:
                 log.warning("broker connection lost; reconnecting", extra={"error": _reason(exc)})
                 self._pending.clear()  # unacked: the broker redelivers them
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _consume(self, conn: Connection, idle_exit: float | None) -> bool:
-        queue = service_queue(self.names, self.service, self.handlers.routing_keys())
-        channel = conn.channel()
-        producer = Producer(conn.channel())
-        consumer = KombuConsumer(
-            channel, queues=[queue], on_message=self._receive, prefetch_count=self.prefetch
-        )
-        consumer.consume()
+    def _consume(self, deliveries: Deliveries, idle_exit: float | None) -> bool:
         idle_since = time.monotonic()
         while not self._stop.is_set():
-            self._collect(conn)
+            self._collect(deliveries)
             if self._pending:
                 batch, self._pending = self._pending, []
-                self._process(batch, conn, producer)
+                self._process(batch, deliveries)
                 idle_since = time.monotonic()
             else:
-                conn.heartbeat_check()
+                deliveries.keepalive()
                 if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     return True
         return True
 
-    def _parse_envelope(self, message: Message) -> Event:
-        return parse_envelope(message.body, self.registry)
+    def _parse_envelope(self, delivery: Delivery) -> Event:
+        return parse_envelope(delivery.body, self.registry)
 
-    def _receive(self, message: Message) -> None:
+    def _receive(self, delivery: Delivery) -> None:
         # Not ``self._pending.append``: that bound method would keep the list swapped out below.
-        self._pending.append(message)
+        self._pending.append(delivery)
 
-    def _collect(self, conn: Connection) -> None:
+    def _collect(self, deliveries: Deliveries) -> None:
         deadline = time.monotonic() + self.flush_interval
         while len(self._pending) < self.batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            try:
-                conn.drain_events(timeout=remaining)
-            except TimeoutError:
-                return
+            deliveries.wait(remaining)
 
     # --- one batch ------------------------------------------------------------------------------
 
-    def _process(self, batch: list[Message], conn: Connection, producer: Producer) -> None:
-        parsed: list[tuple[Message, Event, HandlerFn]] = []
-        dead: list[tuple[Message, str]] = []
-        for message in batch:
+    def _process(self, batch: list[Delivery], deliveries: Deliveries) -> None:
+        parsed: list[tuple[Delivery, Event, HandlerFn]] = []
+        dead: list[tuple[Delivery, str]] = []
+        for delivery in batch:
             try:
-                event = self.parse(message)
-                parsed.append((message, event, self.handlers.find(event)))
+                event = self.parse(delivery)
+                parsed.append((delivery, event, self.handlers.find(event)))
             except EventError as exc:
-                dead.append((message, str(exc)))
-        failed, unprocessable = self._commit_with_retries(parsed, conn) if parsed else ([], [])
+                dead.append((delivery, str(exc)))
+        failed, unprocessable = (
+            self._commit_with_retries(parsed, deliveries) if parsed else ([], [])
+        )
         dead += unprocessable
-        for message, reason in failed:
-            self._retry_or_dead_letter(producer, message, reason)
-        for message, reason in dead:
-            self._dead_letter(producer, message, reason)
-        self._ack(batch, conn)
+        for delivery, reason in failed:
+            self._retry_or_dead_letter(deliveries, delivery, reason)
+        for delivery, reason in dead:
+            self._dead_letter(deliveries, delivery, reason)
+        deliveries.ack(batch)
 
     def _commit_with_retries(
-        self, parsed: list[tuple[Message, Event, HandlerFn]], conn: Connection
-    ) -> tuple[list[tuple[Message, str]], list[tuple[Message, str]]]:
+        self, parsed: list[tuple[Delivery, Event, HandlerFn]], deliveries: Deliveries
+    ) -> tuple[list[tuple[Delivery, str]], list[tuple[Delivery, str]]]:
         """Handle the batch in one transaction; on a handler failure, redo it message by message.
 
         Returns the messages to retry and those to dead-letter at once, each with the reason.
@@ -254,44 +251,37 @@ class Consumer:
                 if self._stop.wait(backoff):
                     raise ConsumerStopped from exc
                 backoff = min(backoff * 2, 10.0)
-                conn.heartbeat_check()
+                deliveries.keepalive()
 
     def _handle_batch(
-        self, parsed: list[tuple[Message, Event, HandlerFn]], *, careful: bool
-    ) -> tuple[list[tuple[Message, str]], list[tuple[Message, str]]]:
+        self, parsed: list[tuple[Delivery, Event, HandlerFn]], *, careful: bool
+    ) -> tuple[list[tuple[Delivery, str]], list[tuple[Delivery, str]]]:
         """One transaction: effects and inbox rows commit together.
 
         The fast path runs every handler in the batch's transaction; the careful path gives each
         a savepoint so one failing message does not undo the others.
         """
-        inbox = self.tables.inbox
-        failed: list[tuple[Message, str]] = []
-        dead: list[tuple[Message, str]] = []
+        failed: list[tuple[Delivery, str]] = []
+        dead: list[tuple[Delivery, str]] = []
         with self.sessions() as session, session.begin():
-            ids = [event.id for _, event, _ in parsed]
-            seen = set(
-                session.scalars(select(inbox.c.message_id).where(inbox.c.message_id.in_(ids)))
-            )
-            handled: list[dict[str, Any]] = []
+            # The inbox rows go first: a message id already there was handled before.
+            fresh = set() if careful else self._inbox.claim(session, [e for _, e, _ in parsed])
             batched: dict[BatchHandlerFn, list[Event]] = {}
             for message, event, handler in parsed:
-                if event.id in seen:
-                    log.info(
-                        "duplicate delivery ignored",
-                        extra={"event_id": event.id, "event_type": event.type},
-                    )
-                    continue
-                seen.add(event.id)
-                batch_handler = None if careful else self.handlers.batch_of(handler)
                 try:
-                    with correlated(event.correlation_id, event.id):
-                        if careful:
-                            with session.begin_nested():
+                    if careful:
+                        with correlated(event.correlation_id, event.id), session.begin_nested():
+                            first = bool(self._inbox.claim(session, [event]))
+                            if first:
                                 handler(session, event)
-                        elif batch_handler is not None:
+                    elif first := event.id in fresh:
+                        fresh.discard(event.id)  # a second copy in this batch is a duplicate
+                        batch_handler = self.handlers.batch_of(handler)
+                        if batch_handler is not None:
                             batched.setdefault(batch_handler, []).append(event)
                         else:
-                            handler(session, event)
+                            with correlated(event.correlation_id, event.id):
+                                handler(session, event)
                 except DBAPIError as exc:
                     if _connection_lost(exc):
                         raise
@@ -317,9 +307,11 @@ class Consumer:
                     )
                     failed.append((message, _reason(exc)))
                     continue
-                handled.append(
-                    {"message_id": event.id, "event_type": event.type, "handled_at": utcnow()}
-                )
+                if not first:
+                    log.info(
+                        "duplicate delivery ignored",
+                        extra={"event_id": event.id, "event_type": event.type},
+                    )
             try:
                 for batch_handler, events in batched.items():
                     batch_handler(session, events)
@@ -329,19 +321,19 @@ class Consumer:
                 raise _HandlerFailed from exc
             except Exception as exc:
                 raise _HandlerFailed from exc
-            if handled:
-                session.execute(inbox.insert(), handled)
             failpoint("consumer.before_commit")
         failpoint("consumer.after_commit")
         return failed, dead
 
     # --- retries and dead letters ---------------------------------------------------------------
 
-    def _retry_or_dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
-        headers = dict(message.headers or {})
+    def _retry_or_dead_letter(
+        self, deliveries: Deliveries, delivery: Delivery, reason: str
+    ) -> None:
+        headers = dict(delivery.headers)
         attempt = int(headers.get(ATTEMPT, 1))
         if attempt >= MAX_ATTEMPTS:
-            self._dead_letter(producer, message, f"gave up after {attempt} attempts: {reason}")
+            self._dead_letter(deliveries, delivery, f"gave up after {attempt} attempts: {reason}")
             return
         delay_ms = RETRY_DELAYS_MS[attempt - 1]
         headers.update(
@@ -349,67 +341,27 @@ class Consumer:
                 ATTEMPT: attempt + 1,
                 LAST_ERROR: reason,
                 RETRY_AT: time.time() + delay_ms / 1000,
-                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY)
-                or message.delivery_info.get("routing_key"),
+                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY) or delivery.routing_key,
             }
         )
         route = self.names.retry_queue(self.service, attempt)
-        self._republish(
-            producer, message, Exchange(self.names.retry, type="direct"), route, headers
-        )
+        deliveries.republish(delivery, self.names.retry, route, headers)
 
-    def _dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
-        headers = dict(message.headers or {})
+    def _dead_letter(self, deliveries: Deliveries, delivery: Delivery, reason: str) -> None:
+        headers = dict(delivery.headers)
         headers.update(
             {
                 DEAD_REASON: reason,
                 DEAD_AT: dt.datetime.now(dt.UTC).isoformat(),
                 DEAD_SERVICE: self.service,
-                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY)
-                or message.delivery_info.get("routing_key"),
+                ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY) or delivery.routing_key,
             }
         )
         log.warning(
             "message dead-lettered",
-            extra={"message_id": message.properties.get("message_id"), "reason": reason[:200]},
+            extra={"message_id": delivery.properties.get("message_id"), "reason": reason[:200]},
         )
-        self._republish(
-            producer,
-            message,
-            Exchange(self.names.dlx, type="direct"),
-            self.names.queue(self.service),
-            headers,
-        )
-
-    def _republish(
-        self,
-        producer: Producer,
-        message: Message,
-        exchange: Exchange,
-        routing_key: str,
-        headers: dict[str, Any],
-    ) -> None:
-        producer.publish(
-            message.body,
-            exchange=exchange,
-            routing_key=routing_key,
-            headers=headers,
-            content_type=message.content_type or "application/octet-stream",
-            content_encoding=message.content_encoding or "binary",
-            delivery_mode=2,
-            message_id=message.properties.get("message_id"),
-            type=message.properties.get("type"),
-            declare=[],
-            retry=False,
-        )
-
-    def _ack(self, batch: list[Message], conn: Connection) -> None:
-        if is_amqp(conn):
-            last = max(batch, key=lambda m: m.delivery_tag)
-            last.channel.basic_ack(last.delivery_tag, multiple=True)
-        else:
-            for message in batch:
-                message.ack()
+        deliveries.republish(delivery, self.names.dlx, self.names.queue(self.service), headers)
 
 
 class _HandlerFailed(Exception):
@@ -423,12 +375,15 @@ class ConsumerStopped(Exception):
 def conn_errors() -> tuple[type[BaseException], ...]:
     import amqp
     import kombu.exceptions
+    import pika.exceptions
 
     return (
         OSError,
         amqp.exceptions.ConnectionError,
         amqp.exceptions.ChannelError,
         kombu.exceptions.OperationalError,
+        pika.exceptions.AMQPError,
+        ConsumerCancelled,
         ConsumerStopped,
     )
 

@@ -7,20 +7,23 @@ another publishes them again; consumers' inboxes absorb the duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import amqp
 from kombu import Connection, Exchange, Producer
-from sqlalchemy import Row, update
+from sqlalchemy import BigInteger, Row, Update, any_, bindparam, update
 from sqlalchemy import select as sql_select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +35,10 @@ from shared.messaging.topology import Names, is_amqp
 from shared.tables import InfrastructureTables
 
 log = logging.getLogger(__name__)
+
+
+# The columns a claim reads: what is published, and the id that marks it sent.
+_PUBLISHED = ("id", "event_id", "event_type", "exchange", "routing_key", "headers", "body")
 
 
 class PublishTimeout(RuntimeError):
@@ -116,15 +123,17 @@ class OutboxRelay:
         session = self.sessions()
         session.begin()
         try:
+            # In the order of the partial index of unsent rows: ``ORDER BY id`` walked the
+            # primary key through every sent row still kept (a day of them) on each claim.
             query = (
-                sql_select(outbox)
+                sql_select(*(outbox.c[name] for name in _PUBLISHED))
                 .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= utcnow())
-                .order_by(outbox.c.id)
+                .order_by(outbox.c.available_at, outbox.c.id)
                 .limit(self.batch_size)
             )
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            rows = list(session.execute(query))
+            rows = list(session.execute(query).all())
             if not rows:
                 session.close()
                 return None
@@ -151,15 +160,22 @@ class OutboxRelay:
         in_flight.popleft()
         with batch.session:
             failpoint("relay.before_mark_sent")
-            outbox = self.tables.outbox
             if confirmed:
-                batch.session.execute(
-                    update(outbox).where(outbox.c.id.in_(confirmed)).values(sent_at=utcnow())
-                )
+                batch.session.execute(self._mark_sent(batch.session, confirmed))
             if rejected:
                 self._postpone(batch.session, rejected, "broker refused (basic.nack)")
             batch.session.commit()
         return len(confirmed)
+
+    def _mark_sent(self, session: Session, ids: list[int]) -> Update:
+        """On PostgreSQL the ids go as one array: an ``IN`` of a thousand placeholders, built by
+        SQLAlchemy and parsed by psycopg for every batch, cost the relay twice the CPU."""
+        outbox = self.tables.outbox
+        if session.get_bind().dialect.name == "postgresql":
+            match = outbox.c.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+        else:
+            match = outbox.c.id.in_(ids)
+        return update(outbox).where(match).values(sent_at=utcnow())
 
     def _give_up(self, in_flight: deque[_Batch], exc: Exception) -> None:
         """The connection failed: no batch still waiting will be confirmed; postpone them all."""
@@ -213,22 +229,23 @@ class OutboxRelay:
             return {}
         channel = self._channel
         tag_to_id: dict[int, int] = {}
-        for row in rows:
-            message = amqp.Message(
-                row.body,
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                message_id=row.event_id,
-                type=row.event_type,
-                application_headers=dict(row.headers or {}),
-            )
-            channel.basic_publish(
-                message, exchange=self.names.exchange(row.exchange), routing_key=row.routing_key
-            )
-            self._last_tag += 1
-            self._outstanding.add(self._last_tag)
-            tag_to_id[self._last_tag] = row.id
+        with _corked(conn.connection.transport.sock):
+            for row in rows:
+                message = amqp.Message(
+                    row.body,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    message_id=row.event_id,
+                    type=row.event_type,
+                    application_headers=dict(row.headers or {}),
+                )
+                channel.basic_publish(
+                    message, exchange=self.names.exchange(row.exchange), routing_key=row.routing_key
+                )
+                self._last_tag += 1
+                self._outstanding.add(self._last_tag)
+                tag_to_id[self._last_tag] = row.id
         return tag_to_id
 
     def _await_confirms(self, batch: _Batch) -> tuple[list[int], list[int]]:
@@ -365,6 +382,23 @@ class OutboxRelay:
                 listener.conn.close()
             except Exception:
                 log.debug("closing the LISTEN connection failed", exc_info=True)
+
+
+@contextlib.contextmanager
+def _corked(sock: socket.socket) -> Iterator[None]:
+    """Hold a batch's small writes (one per message) and send them as full TCP segments: a
+    segment per message cost the relay and RabbitMQ a third more CPU. Linux only; elsewhere
+    the writes go as they are."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None:
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)  # sends what is held
 
 
 class _Listener:

@@ -408,3 +408,72 @@ def test_operator_lists_shows_and_replays_dead_letters_with_the_cli(system: Syst
     replayed = runner.invoke(cli, ["dlq", "replay", "notifications", "--all"], env=env)
     assert replayed.exit_code == 0 and "replayed 1" in replayed.output
     assert dead_letters(system, "notifications") == []  # back in the service's queue
+
+
+def _consumers(system: System, queue: str) -> int | None:
+    """Consumers of ``queue``, or None while it does not exist."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(system.broker_url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _eventually(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.1)
+
+
+def test_a_consumer_the_broker_cancels_consumes_again(system: System) -> None:
+    """Its queue deleted under it (an operator, a lost quorum): the consumer declares the queue
+    again, with its bindings, and later events reach it."""
+    import threading
+
+    add_coordinator(system)
+    worker = system.worker("notifications")
+    queue = worker.names.queue("notifications")
+    stop = threading.Event()
+    consuming = threading.Thread(target=worker.consumer.run, args=(stop,))
+    consuming.start()
+    try:
+        _eventually(lambda: _consumers(system, queue) == 1)
+        with worker.connect() as conn:
+            conn.default_channel.queue_delete(queue)
+        _eventually(lambda: _consumers(system, queue) == 1)
+        family_id = register(system)
+        system.relay("registry")
+        _eventually(lambda: len(messages_for(system)) == 1)
+    finally:
+        stop.set()
+        consuming.join(timeout=30)
+    assert messages_for(system)[0].source_event_id == outbox_event_id(system, family_id)
+
+
+def test_a_float_header_from_another_client_does_not_hold_up_the_dead_letter(
+    system: System,
+) -> None:
+    """py-amqp writes float headers; pika reads them as their integer part (a pika limitation,
+    shared/messaging/deliveries.py): the message still reaches the dead-letter queue."""
+    from kombu import Connection, Producer
+
+    with Connection(system.broker_url) as conn:
+        Producer(conn.default_channel).publish(
+            b"not json",
+            exchange=f"{system.prefix}.events",
+            routing_key="registry.family.registered",
+            headers={"x-score": 1.5},
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
+    system.consume("notifications")
+    [letter] = dead_letters(system, "notifications")
+    assert "not JSON" in letter.reason
+    assert letter.headers["x-score"] == 1
