@@ -227,10 +227,75 @@ class Round:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    cpu_ms: dict[str, float] | None = None  # per request: server, database, client
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+# --- CPU per request: steadier than requests/s when other jobs share the machine ---------------
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc; 0 where unreadable)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _server_pids(master: int) -> list[int]:
+    """The gunicorn master and its workers."""
+    pids = [master]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (both servers' connections)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+class CpuMeter:
+    """CPU spent during a round by the server's processes, the database's backends (the idle
+    server's backends add next to nothing) and this client, per request."""
+
+    def __init__(self, server: int, url: str) -> None:
+        self.groups = {"server": _server_pids(server), "database": _backend_pids(url)}
+
+    def start(self) -> None:
+        self.before = {k: _cpu_seconds(v) for k, v in self.groups.items()}
+        self.before["client"] = time.process_time()
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        after = {k: _cpu_seconds(v) for k, v in self.groups.items()}
+        after["client"] = time.process_time()
+        return {k: (after[k] - self.before[k]) * 1000 / requests for k in after}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -242,7 +307,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def load(
-    name: str, port: int, headers: dict[str, str], total: int, concurrency: int, idem: bool
+    name: str,
+    port: int,
+    headers: dict[str, str],
+    total: int,
+    concurrency: int,
+    idem: bool,
+    meter: CpuMeter | None = None,
 ) -> Round:
     counter = iter(range(total))
     lock = threading.Lock()
@@ -280,12 +351,22 @@ def load(
             latencies.extend(mine)
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    if meter is not None:
+        meter.start()
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return Round(name, total, time.perf_counter() - started, latencies, errors[0])
+    seconds = time.perf_counter() - started
+    cpu = meter.per_request(total) if meter is not None else None
+    return Round(name, total, seconds, latencies, errors[0], cpu)
+
+
+def _median_cpu(rounds: list[Round]) -> dict[str, float]:
+    measured = [r.cpu_ms for r in rounds if r.cpu_ms]
+    keys = ("server", "database", "client")
+    return {k: round(statistics.median([m[k] for m in measured] or [0.0]), 3) for k in keys}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,22 +417,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         load("warm-ours", ours_port, ours_headers, args.warmup, args.concurrency, True)
         load("warm-bare", bare_port, {}, args.warmup, args.concurrency, False)
+        meters = {"ours": CpuMeter(procs[0].pid, url), "bare": CpuMeter(procs[1].pid, url)}
         rounds: dict[str, list[Round]] = {"ours": [], "bare": []}
         for n in range(args.rounds):
             for name, port, headers, idem in (
                 ("bare", bare_port, {}, False),
                 ("ours", ours_port, ours_headers, True),
             ):
-                r = load(name, port, headers, args.requests, args.concurrency, idem)
+                r = load(name, port, headers, args.requests, args.concurrency, idem, meters[name])
                 rounds[name].append(r)
+                cpu = r.cpu_ms or {}
                 print(
                     f"  round {n + 1} {name:4}: {r.rate:8.1f} req/s  "
                     f"p50 {percentile(r.latencies_ms, 50):6.1f} ms  "
-                    f"p99 {percentile(r.latencies_ms, 99):6.1f} ms  errors {r.errors}"
+                    f"p99 {percentile(r.latencies_ms, 99):6.1f} ms  errors {r.errors}  "
+                    f"CPU/request: server {cpu.get('server', 0):.2f} ms, "
+                    f"database {cpu.get('database', 0):.2f} ms, "
+                    f"client {cpu.get('client', 0):.2f} ms"
                 )
         best = {name: max(rs, key=lambda r: r.rate) for name, rs in rounds.items()}
         ratio = best["ours"].rate / best["bare"].rate if best["bare"].rate else 0.0
-        figures = {
+        # Each round of ours against the bare round just before it: on a shared machine the
+        # load drifts, and neighbours see much the same load.
+        paired = [
+            o.rate / b.rate for b, o in zip(rounds["bare"], rounds["ours"], strict=True) if b.rate
+        ]
+        figures: dict[str, Any] = {
             name: {
                 "requests_per_second": round(r.rate, 1),
                 "p50_ms": round(percentile(r.latencies_ms, 50), 2),
@@ -359,11 +450,18 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_ms": round(statistics.fmean(r.latencies_ms), 2),
                 "errors": r.errors,
                 "all_rounds_rps": [round(x.rate, 1) for x in rounds[name]],
+                "cpu_ms_per_request": _median_cpu(rounds[name]),
             }
             for name, r in best.items()
         }
-        figures["ratio"] = round(ratio, 3)  # type: ignore[assignment]
-        figures["settings"] = {  # type: ignore[assignment]
+        medians = {name: _median_cpu(rs) for name, rs in rounds.items()}
+        served = {name: c["server"] + c["database"] for name, c in medians.items()}
+        cpu_ratio = served["bare"] / served["ours"] if served["ours"] else 0.0
+        figures["ratio"] = round(ratio, 3)
+        figures["paired_ratios"] = [round(p, 3) for p in paired]
+        figures["cpu_ratio"] = round(cpu_ratio, 3)
+        figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        figures["settings"] = {
             "requests": args.requests,
             "concurrency": args.concurrency,
             "workers": args.workers,
@@ -372,10 +470,21 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("bare", "ours"):
             f = figures[name]
             print(
-                f"best {name:4}: {f['requests_per_second']:8.1f} req/s  "  # type: ignore[index]
-                f"p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:6.1f} ms"  # type: ignore[index]
+                f"best {name:4}: {f['requests_per_second']:8.1f} req/s  "
+                f"p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:6.1f} ms"
             )
         verdict = "" if ratio >= TARGET_RATIO else "  BELOW TARGET"
+        print(
+            "round by round: "
+            + ", ".join(f"{p:.2f}" for p in paired)
+            + f" (median {statistics.median(paired or [0.0]):.2f}); load average now "
+            + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        )
+        print(
+            "CPU per request, server + database (median of rounds): "
+            f"bare {served['bare']:.2f} ms, ours {served['ours']:.2f} ms; "
+            f"bare/ours {cpu_ratio:.2f}"
+        )
         print(f"ratio ours/bare: {ratio:.2f} (target >= {TARGET_RATIO}){verdict}")
         if args.json:
             with open(args.json, "w") as out:

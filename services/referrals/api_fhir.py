@@ -1,13 +1,18 @@
 """HL7 FHIR R4 read and update of referrals for health agencies' systems.
 
 ``GET /fhir/ServiceRequest/<id>``, ``GET /fhir/Task/<id>``, ``PUT /fhir/Task/<id>`` (the agency
-sends the Task back with a new status), in ``application/fhir+json``. Same authentication and
+sends the Task back with a new status), in ``application/fhir+json``, and ``PATCH
+/fhir/Task/<id>`` with a JSON Patch (``application/json-patch+json``, RFC 6902) of its
+``status``, ``statusReason`` and ``output``, as health systems often send. Same authentication and
 scope as the referrals API (an API key sees only its agency's referrals; another agency's is
 404). Errors are FHIR ``OperationOutcome`` resources, not problem+json: FHIR clients parse
 OperationOutcome, and its issue carries the problem's parts (``details.text`` = title,
 ``diagnostics`` = detail, ``expression`` = the FHIR paths of the fields, and the problem ``type``
 URI as ``details.coding``), so nothing of the problem is lost. Versions follow FHIR: ``ETag:
-W/"<version>"`` and ``If-Match`` (or ``meta.versionId``) guard against a stale update.
+W/"<version>"`` and ``If-Match`` (or ``meta.versionId``, or a patch's ``test`` of
+``/meta/versionId``) guard against a stale update. What is not supported (another media type
+such as FHIRPath Patch, ``move``/``copy``, other elements of the Task) answers an
+OperationOutcome with the issue code ``not-supported``.
 """
 
 from __future__ import annotations
@@ -49,9 +54,12 @@ ISSUE_CODES = {
     404: "not-found",
     409: "conflict",
     412: "conflict",
+    415: "not-supported",
     422: "invalid",
     503: "transient",
 }
+# problem code -> issue code, where the status alone says too little
+ISSUE_CODES_BY_PROBLEM = {"fhir-not-supported": "not-supported"}
 _TASK_EXAMPLE = {
     "resourceType": "Task",
     "id": "<referral id>",
@@ -60,6 +68,11 @@ _TASK_EXAMPLE = {
     "intent": "order",
     "output": [{"type": {"text": "outcome"}, "valueString": "консультация проведена"}],
 }
+_PATCH_EXAMPLE = [
+    {"op": "test", "path": "/meta/versionId", "value": "4"},
+    {"op": "replace", "path": "/status", "value": "rejected"},
+    {"op": "replace", "path": "/statusReason", "value": {"text": "нет свободных мест"}},
+]
 _FHIR_RESOURCE_DOC = {
     "content": {fhir.FHIR_JSON: {"schema": {"type": "object", "additionalProperties": True}}}
 }
@@ -78,9 +91,10 @@ def fhir_response(
 
 def operation_outcome(exc: DomainError) -> Response:
     """A domain error as FHIR's error resource, with the same parts as our problem+json."""
+    code = ISSUE_CODES_BY_PROBLEM.get(exc.code) or ISSUE_CODES.get(exc.status, "processing")
     issue: dict[str, Any] = {
         "severity": "error",
-        "code": ISSUE_CODES.get(exc.status, "processing"),
+        "code": code,
         "details": {
             "coding": [{"system": TYPE_BASE.rstrip("/"), "code": exc.code}],
             "text": exc.title,
@@ -92,7 +106,7 @@ def operation_outcome(exc: DomainError) -> Response:
         issues = [issue] + [
             {
                 "severity": "error",
-                "code": ISSUE_CODES.get(exc.status, "processing"),
+                "code": code,
                 "diagnostics": "; ".join(messages),
                 "expression": [path],
             }
@@ -173,22 +187,65 @@ def put_task(referral_id: str) -> Response:
     """Move the referral by sending its Task back with a new ``status`` (``statusReason.text``
     for a rejection, failure or cancellation; ``output[].valueString`` for the outcome of a
     completion). The same status again changes nothing, so a retried PUT is harmless."""
-    body = request.get_json(silent=True)
-    update = fhir.parse_task_update(body, referral_id)
+    update = fhir.parse_task_update(request.get_json(silent=True), referral_id)
     session = db_session()
     who = _actor()
     referral = domain.visible_referral(session, who, referral_id, for_update=True)
     expected = fhir.version_of(request.headers.get("If-Match")) or update["version"]
-    if update["status"] != referral.status:
-        domain.transition(
-            session,
-            who,
-            referral,
-            update["status"],
-            utcnow(),
-            reason=update["reason"],
-            outcome=update["outcome"],
-            expected_version=expected,
-        )
-        _audit(referral, "update", update["reason"])
+    _step(referral, who, update, expected)
     return fhir_response(fhir.task(referral), version=referral.version)
+
+
+@fhir_api.route("/Task/<referral_id>", methods=["PATCH"])
+@fhir_api.doc(
+    requestBody={
+        "required": True,
+        "content": {
+            fhir.JSON_PATCH: {
+                "schema": {"type": "array", "items": {"type": "object"}},
+                "example": _PATCH_EXAMPLE,
+            }
+        },
+    },
+    responses={"200": {"description": "the Task after the step", **_FHIR_RESOURCE_DOC}},
+)
+@fhir_api.alt_response(
+    409, description="OperationOutcome: illegal step, stale version, failed test"
+)
+@fhir_api.alt_response(415, description="OperationOutcome: only application/json-patch+json")
+@fhir_api.alt_response(422, description="OperationOutcome naming the FHIR path of the problem")
+@require(*EVERYONE)
+@idempotent
+def patch_task(referral_id: str) -> Response:
+    """Move the referral with a JSON Patch of its Task (``replace`` of ``/status``,
+    ``/statusReason``, ``/output``; ``test`` of ``/meta/versionId`` as a guard): the patched Task
+    is read as a PUT's would be, to the same step. The same status again changes nothing."""
+    if request.mimetype != fhir.JSON_PATCH:
+        raise fhir.UnsupportedMediaType(
+            f"a Task is patched with {fhir.JSON_PATCH} (JSON Patch, RFC 6902)",
+            errors={"Task": [f"send {fhir.JSON_PATCH}"]},
+        )
+    session = db_session()
+    who = _actor()
+    referral = domain.visible_referral(session, who, referral_id, for_update=True)
+    patched = fhir.apply_task_patch(fhir.task(referral), request.get_json(silent=True))
+    update = fhir.parse_task_update(patched, referral_id)
+    _step(referral, who, update, fhir.version_of(request.headers.get("If-Match")))
+    return fhir_response(fhir.task(referral), version=referral.version)
+
+
+def _step(referral: Referral, who: Actor, update: dict[str, Any], expected: int | None) -> None:
+    """The lifecycle step a Task update asks for; none when the status is already so."""
+    if update["status"] == referral.status:
+        return
+    domain.transition(
+        db_session(),
+        who,
+        referral,
+        update["status"],
+        utcnow(),
+        reason=update["reason"],
+        outcome=update["outcome"],
+        expected_version=expected,
+    )
+    _audit(referral, "update", update["reason"])

@@ -116,7 +116,8 @@ def change_webhook(data: dict[str, Any], agency_id: str, webhook_id: str) -> Any
     """Change the URL, the events, or pause it (``active: false``)."""
     _agency(agency_id)
     sub = webhooks.get_subscription(db_session(), agency_id, webhook_id)
-    return webhooks.update_subscription(db_session(), sub, data, utcnow())
+    destinations = webhooks.Destinations.of(opora_app().settings)
+    return webhooks.update_subscription(db_session(), destinations, sub, data, utcnow())
 
 
 @hooks.route("/<agency_id>/webhooks/<webhook_id>", methods=["DELETE"])

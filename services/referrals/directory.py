@@ -7,11 +7,16 @@ that the notifications service builds its recipients without calling back.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import time
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, bindparam, event, select
+from sqlalchemy.orm import Session, make_transient_to_detached, object_session
+from sqlalchemy.orm.util import identity_key
 
 from services.referrals.events import publish
 from services.referrals.models import Agency, Consent, Contact, RoutingRule
@@ -30,8 +35,6 @@ AGENCY_FIELDS = (
     "delivery",
 )
 CONTACT_FIELDS = ("name", "role", "email", "phone", "preferences", "active")
-# The registry names agency kinds in consents; where the two vocabularies differ, map ours.
-CONSENT_KIND = {"church": "clergy"}
 # The family centre runs the family's case under the agreement itself: no separate consent.
 CONSENT_EXEMPT = frozenset({"family_centre"})
 
@@ -179,6 +182,13 @@ def _contact_event(session: Session, agency: Agency, contact: Contact, change: s
 
 def route(session: Session, service_code: str, district: str) -> Agency | None:
     """The rule for this district wins over a rule for any district (``*``)."""
+    routes = _current_routes(session)
+    if routes is not None:
+        agency_id = routes.rules.get((service_code, district)) or routes.rules.get(
+            (service_code, ANY_DISTRICT)
+        )
+        if agency_id is not None:
+            return _attach(session, routes, agency_id)
     rules = session.scalars(
         select(RoutingRule).where(
             RoutingRule.service_code == service_code,
@@ -194,8 +204,97 @@ def resolve_agency(
 ) -> Agency | None:
     """An agency named by the sender is a manual override of the routing rules."""
     if agency_id:
+        routes = _current_routes(session)
+        if routes is not None and agency_id in routes.agencies:
+            return _attach(session, routes, agency_id)
         return get_agency(session, agency_id)
     return route(session, service_code, district)
+
+
+# Routing a new referral reads the rules and the agency each time, and they change rarely: each
+# process keeps a copy per database for at most ROUTES_TTL_SECONDS. A write of an agency or a rule
+# through the ORM in this process drops the copy at once (at the flush and again at the commit),
+# and a session that has written one does not use the copy until it commits, so it sees its own
+# changes. Another process sees a change within the TTL: a referral sent in those seconds goes
+# where it would have gone a moment earlier. What is not in the copy (an agency or a rule created
+# elsewhere since) is read from the database, so a new rule or agency takes effect at once.
+# Consents are never cached: they are the family's, checked for every sending.
+ROUTES_TTL_SECONDS = 10.0
+_WROTE_DIRECTORY = "referrals.directory_written"
+
+
+@dataclass(frozen=True)
+class _Routes:
+    loaded_at: float
+    agencies: dict[str, Agency]  # detached copies, merged into a session without a query
+    rules: dict[tuple[str, str], str]  # (service code, district) -> agency id
+
+
+_routes: weakref.WeakKeyDictionary[Engine, _Routes] = weakref.WeakKeyDictionary()
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+def _current_routes(session: Session) -> _Routes | None:
+    if _WROTE_DIRECTORY in session.info or any(
+        isinstance(obj, Agency | RoutingRule)
+        for obj in (*session.new, *session.dirty, *session.deleted)
+    ):
+        return None
+    engine = _engine(session)
+    routes = _routes.get(engine)
+    if routes is None or time.monotonic() - routes.loaded_at > ROUTES_TTL_SECONDS:
+        routes = _load_routes(session)
+        _routes[engine] = routes
+    return routes
+
+
+def _load_routes(session: Session) -> _Routes:
+    started = time.monotonic()
+    agencies = {a.id: _detached_copy(a) for a in session.scalars(select(Agency))}
+    rows = session.execute(
+        select(RoutingRule.service_code, RoutingRule.district, RoutingRule.agency_id)
+    )
+    return _Routes(started, agencies, {(code, d): agency for code, d, agency in rows})
+
+
+def _detached_copy(agency: Agency) -> Agency:
+    columns = Agency.__mapper__.column_attrs
+    twin = Agency(**{c.key: copy.copy(getattr(agency, c.key)) for c in columns})
+    make_transient_to_detached(twin)
+    return twin
+
+
+def _attach(session: Session, routes: _Routes, agency_id: str) -> Agency | None:
+    present = session.identity_map.get(identity_key(Agency, agency_id))
+    if present is not None:
+        return present
+    cached = routes.agencies.get(agency_id)
+    if cached is None:
+        return session.get(Agency, agency_id)
+    return session.merge(cached, load=False)
+
+
+def _directory_written(_mapper: Any, connection: Connection, target: Any) -> None:
+    _routes.pop(connection.engine, None)
+    session = object_session(target)
+    if session is not None:
+        session.info[_WROTE_DIRECTORY] = connection.engine
+
+
+def _directory_committed(session: Session) -> None:
+    engine = session.info.pop(_WROTE_DIRECTORY, None)
+    if engine is not None:
+        _routes.pop(engine, None)
+
+
+for _model in (Agency, RoutingRule):
+    for _name in ("after_insert", "after_update", "after_delete"):
+        event.listen(_model, _name, _directory_written)
+event.listen(Session, "after_commit", _directory_committed)
 
 
 def add_rule(session: Session, data: dict[str, Any], by: str, now: dt.datetime) -> RoutingRule:
@@ -239,19 +338,24 @@ def remember_agreement(session: Session, data: dict[str, Any]) -> None:
     session.add(consent)
 
 
+# Built once: checked for every referral sent.
+_CURRENT_CONSENT = (
+    select(Consent.data_processing, Consent.share_with)
+    .where(
+        Consent.family_id == bindparam("family_id"),
+        Consent.signed_on <= bindparam("on"),
+        Consent.valid_until >= bindparam("on"),
+    )
+    .order_by(Consent.signed_on.desc(), Consent.recorded_at.desc())
+    .limit(1)
+)
+
+
 def has_consent(session: Session, family_id: str, agency_kind: str, on: dt.date) -> bool:
     """The newest agreement in force decides: a family may narrow its consent later."""
     if agency_kind in CONSENT_EXEMPT:
         return True
-    current = session.scalars(
-        select(Consent)
-        .where(
-            Consent.family_id == family_id,
-            Consent.signed_on <= on,
-            Consent.valid_until >= on,
-        )
-        .order_by(Consent.signed_on.desc(), Consent.recorded_at.desc())
-    ).first()
+    current = session.execute(_CURRENT_CONSENT, {"family_id": family_id, "on": on}).first()
     if current is None or not current.data_processing:
         return False
-    return CONSENT_KIND.get(agency_kind, agency_kind) in current.share_with
+    return agency_kind in current.share_with

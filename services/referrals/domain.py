@@ -12,8 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, inspect, select
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.referrals import directory, numbering, sla
 from services.referrals.events import REFERRAL_STATUSES, publish
@@ -21,7 +22,7 @@ from services.referrals.models import Agency, Comment, Referral, StatusChange
 from services.referrals.outbound import dispatch
 from shared.auth.principal import Principal
 from shared.auth.roles import ADMIN, AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
-from shared.db import get_or_404
+from shared.db import get_or_404, new_id
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 STATUSES = REFERRAL_STATUSES
@@ -161,7 +162,11 @@ def create_referral(
     *,
     consent_override_reason: str | None = None,
 ) -> Referral:
-    """A referral by hand: ``draft`` or sent at once (``requested``), consent permitting."""
+    """A referral by hand: a ``draft``, or sent at once, consent permitting.
+
+    Sent at once is one step, ``null -> requested``: one history row and one event, like any
+    other step. Every check runs before anything is written or a number is taken, so a refusal
+    leaves no gap in the numbers."""
     if not actor.sender:
         raise Forbidden("only lead specialists and coordinators send referrals")
     agency = directory.resolve_agency(
@@ -172,7 +177,6 @@ def create_referral(
     ):
         raise Conflict("the measure already has a referral", errors={"measure_id": ["taken"]})
     referral = Referral(
-        number=numbering.next_number(session, now),
         measure_id=data.get("measure_id"),
         family_id=data["family_id"],
         family_number=data["family_number"],
@@ -183,17 +187,21 @@ def create_referral(
         urgency=data.get("urgency", "routine"),
         deadline=data.get("deadline"),
         contact=data.get("contact") or {},
-        status="draft",
         sender_id=actor.id,
         sender_agency_id=actor.agency_id,
         version=0,
         created_at=now,
         updated_at=now,
+        history=[],  # a new referral has none yet: no load to find that out
+        comments=[],
     )
+    status = "draft" if data.get("draft", False) else "requested"
+    if status == "requested":
+        _check_sendable(session, actor, referral, agency, now, consent_override_reason)
+        sla.start(referral, sla.SlaRules.current(), now)
+    referral.number = numbering.next_number(session, now)
     session.add(referral)
-    _record(session, referral, None, "draft", actor.id, now)
-    if not data.get("draft", False):
-        send(session, actor, referral, now, consent_override_reason=consent_override_reason)
+    _record(session, referral, None, status, actor.id, now)
     return referral
 
 
@@ -209,17 +217,28 @@ def send(
     """``draft -> requested``: the family's data leaves for an agency, so consent is checked;
     the SLA clock starts."""
     check_transition(referral.status, "requested", as_sender=actor.sender, as_agency=False)
-    if referral.agency_id is None:
+    agency = directory.get_agency(session, referral.agency_id) if referral.agency_id else None
+    _check_sendable(session, actor, referral, agency, now, consent_override_reason)
+    sla.start(referral, rules or sla.SlaRules.current(), now)
+    _record(session, referral, referral.status, "requested", actor.id, now)
+
+
+def _check_sendable(
+    session: Session,
+    actor: Actor,
+    referral: Referral,
+    agency: Agency | None,
+    now: dt.datetime,
+    consent_override_reason: str | None,
+) -> None:
+    if agency is None:
         raise RuleViolation(
             "the referral has no agency: give one or add a routing rule",
             errors={"agency_id": ["required to send"]},
         )
-    agency = directory.get_agency(session, referral.agency_id)
     if not agency.active:
         raise RuleViolation("the agency is inactive", errors={"agency_id": ["inactive"]})
     _check_consent(session, actor, referral, agency, now, consent_override_reason)
-    sla.start(referral, rules or sla.SlaRules.current(), now)
-    _record(session, referral, referral.status, "requested", actor.id, now)
 
 
 def _check_consent(
@@ -361,19 +380,22 @@ def _record(
         referral.status_reason = reason
     if outcome is not None:
         referral.outcome = outcome
-    session.add(
-        StatusChange(
-            referral=referral,
-            seq=referral.version,
-            from_status=previous,
-            to_status=status,
-            reason=reason,
-            outcome=outcome,
-            at=now,
-            by=by,
-        )
+    session.flush()  # the referral's row first: its step refers to it
+    _add_step(
+        session,
+        referral,
+        {
+            "id": new_id(),
+            "referral_id": referral.id,
+            "seq": referral.version,
+            "from_status": previous,
+            "to_status": status,
+            "reason": reason,
+            "outcome": outcome,
+            "at": now,
+            "by": by,
+        },
     )
-    session.flush()
     changed = {
         "referral_id": referral.id,
         "measure_id": referral.measure_id,
@@ -394,6 +416,22 @@ def _record(
     }
     publish(session, "referrals.referral.status_changed", changed)
     dispatch(session, referral, "referrals.referral.status_changed", changed, now=now)
+
+
+_STEPS: Table = StatusChange.__table__  # type: ignore[assignment]
+_STEP_INSERT = _STEPS.insert()
+
+
+def _add_step(session: Session, referral: Referral, step: dict[str, Any]) -> None:
+    """A step is written once and never changed: a plain INSERT, then the same row as a stored
+    object of the session, so that ``referral.history`` stays true. Through the unit of work a
+    second table in the flush cost as much as the referral's own row."""
+    session.execute(_STEP_INSERT, step)
+    change = StatusChange(**step)
+    make_transient_to_detached(change)
+    session.add(change)
+    if "history" not in inspect(referral).unloaded:
+        set_committed_value(referral, "history", [*referral.history, change])
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

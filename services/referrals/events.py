@@ -12,13 +12,13 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from services.referrals.models import (
-    AGENCY_KINDS,
     DELIVERIES,
     OVERDUE_KINDS,
     SIGNAL_PRIORITIES,
     URGENCIES,
     tables,
 )
+from shared.agencies import AgencyKind
 from shared.events import event_schema
 from shared.messaging.outbox import add_event
 
@@ -61,7 +61,7 @@ class _AgencySnapshot(Schema):
 
     agency_id = fields.String(required=True)
     name = fields.String(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(AGENCY_KINDS))
+    kind = AgencyKind(required=True)
     districts = fields.List(fields.String(), required=True)
     services = fields.List(fields.String(), required=True)
     email = fields.String(allow_none=True, load_default=None)
@@ -91,7 +91,7 @@ class ContactChangedV1(Schema):
     recipients read model needs no second look-up."""
 
     agency_id = fields.String(required=True)
-    agency_kind = fields.String(required=True, validate=validate.OneOf(AGENCY_KINDS))
+    agency_kind = AgencyKind(required=True)
     districts = fields.List(fields.String(), required=True)
     change = fields.String(required=True, validate=validate.OneOf(("added", "updated", "removed")))
     contact = fields.Nested(ContactSchema, required=True)

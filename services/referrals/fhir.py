@@ -1,7 +1,7 @@
 """HL7 FHIR R4 for health agencies, as pure functions: a referral read as a ``ServiceRequest``
-(what is asked) plus a ``Task`` (where it stands), and a Task update read back as a step of the
-referral's lifecycle. Our statuses are the FHIR Task statuses, so the Task maps one to one; the
-ServiceRequest's coarser request status is derived.
+(what is asked) plus a ``Task`` (where it stands), and a Task update (the whole Task, or a JSON
+Patch of it) read back as a step of the referral's lifecycle. Our statuses are the FHIR Task
+statuses, so the Task maps one to one; the ServiceRequest's coarser request status is derived.
 
 The family is referenced by its registry number only (an identifier, no names); the agency and
 the people by identifiers of Opora's naming systems. Bad input raises ``RuleViolation`` whose
@@ -11,13 +11,14 @@ OperationOutcome issue's ``expression``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from typing import Any
 
 from services.referrals.events import REFERRAL_STATUSES
 from services.referrals.models import Referral
-from shared.errors import Conflict, RuleViolation
+from shared.errors import Conflict, DomainError, RuleViolation
 
 BASE = "https://opora.dev/fhir"
 SERVICE_SYSTEM = f"{BASE}/CodeSystem/service"
@@ -30,6 +31,9 @@ PERSON_SYSTEM = f"{BASE}/NamingSystem/person"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 OUTCOME_TYPE = "outcome"
 FHIR_JSON = "application/fhir+json"
+JSON_PATCH = "application/json-patch+json"
+# What a JSON Patch may change: the same parts of the Task as a PUT (the rest is ours).
+PATCHABLE = frozenset({"status", "statusReason", "output"})
 
 # Task.status (http://hl7.org/fhir/task-status) has every status of ours, with the same codes.
 TASK_STATUSES: tuple[str, ...] = REFERRAL_STATUSES
@@ -278,3 +282,109 @@ def check_version(referral: Referral, expected: int | None) -> None:
             f"the referral is at version {referral.version}, not {expected}; read it again",
             code="stale-version",
         )
+
+
+# --- a JSON Patch (RFC 6902) of a Task -> the Task it makes -------------------------------------
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    title = "Unsupported media type"
+    code = "unsupported-media"
+
+
+def _not_supported(path: str, message: str) -> RuleViolation:
+    return RuleViolation(f"{path}: {message}", errors={path: [message]}, code="fhir-not-supported")
+
+
+def _expression(tokens: list[str]) -> str:
+    """``["output", "0", "valueString"]`` -> ``Task.output[0].valueString``."""
+    return "Task" + "".join(f"[{t}]" if t.isdigit() else f".{t}" for t in tokens)
+
+
+def _tokens(pointer: Any, where: str) -> list[str]:
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        raise _invalid(where, "path must be a JSON Pointer such as /status")
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+
+
+def _index(container: list[Any], token: str, path: str, *, appending: bool = False) -> int:
+    if appending and token == "-":
+        return len(container)
+    if not token.isdigit() or int(token) > len(container) - (0 if appending else 1):
+        raise _invalid(path, "no such element")
+    return int(token)
+
+
+def _parent(doc: Any, tokens: list[str]) -> Any:
+    node = doc
+    for i, token in enumerate(tokens[:-1]):
+        path = _expression(tokens[: i + 1])
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list):
+            node = node[_index(node, token, path)]
+        else:
+            raise _invalid(path, "no such element")
+    return node
+
+
+def _apply(task: dict[str, Any], op: dict[str, Any], tokens: list[str]) -> None:
+    path = _expression(tokens)
+    parent, last = _parent(task, tokens), tokens[-1]
+    present = (isinstance(parent, dict) and last in parent) or (
+        isinstance(parent, list) and last.isdigit() and int(last) < len(parent)
+    )
+    kind = op["op"]
+    if kind == "test":
+        here = parent[int(last) if isinstance(parent, list) else last] if present else None
+        if not present or here != op.get("value"):
+            raise Conflict(f"{path} is not the value the patch tests for", code="patch-test-failed")
+        return
+    if kind == "remove":
+        if not present:
+            raise _invalid(path, "no such element")
+        del parent[int(last) if isinstance(parent, list) else last]
+        return
+    if "value" not in op:
+        raise _invalid(path, f"{kind} needs a value")
+    # a replace must find its target, but one of an absent element of the Task itself adds it
+    if kind == "replace" and not present and len(tokens) > 1:
+        raise _invalid(path, "no such element")
+    value = copy.deepcopy(op["value"])
+    if isinstance(parent, list):
+        index = _index(parent, last, path, appending=kind == "add")
+        if kind == "add":
+            parent.insert(index, value)
+        else:
+            parent[index] = value
+    elif isinstance(parent, dict):
+        parent[last] = value
+    else:
+        raise _invalid(path, "no such element")
+
+
+def apply_task_patch(task: dict[str, Any], operations: Any) -> dict[str, Any]:
+    """The Task that a JSON Patch makes of ``task``: ``add``, ``replace`` and ``remove`` on
+    ``/status``, ``/statusReason`` and ``/output`` (and below them), ``test`` anywhere (e.g.
+    ``/meta/versionId`` as a version guard). A ``replace`` of a Task element that is absent
+    (``/statusReason`` of a Task that has none) adds it, since that is what health systems send.
+    ``move``, ``copy`` and any other element are not supported: RuleViolation with code
+    ``fhir-not-supported``; a failed ``test`` is a Conflict."""
+    if not isinstance(operations, list) or not operations:
+        raise _invalid("Task", "the body must be a non-empty JSON Patch array")
+    patched = copy.deepcopy(task)
+    for number, op in enumerate(operations):
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+            raise _invalid("Task", f"operation {number} must be an object with an op")
+        tokens = _tokens(op.get("path"), "Task")
+        if op["op"] in ("move", "copy"):
+            raise _not_supported(_expression(tokens), f"{op['op']} is not supported")
+        if op["op"] not in ("add", "replace", "remove", "test"):
+            raise _invalid(_expression(tokens), f"unknown op {op['op']!r}")
+        if op["op"] != "test" and tokens[0] not in PATCHABLE:
+            raise _not_supported(
+                _expression(tokens), "only status, statusReason and output may be changed"
+            )
+        _apply(patched, op, tokens)
+    return patched

@@ -53,7 +53,9 @@ def check_referral_sla(ctx: JobContext) -> None:
 
 
 def deliver_webhooks(ctx: JobContext) -> None:
-    policy = webhook_delivery.DeliveryPolicy.from_env(ctx.settings.options)
+    policy = webhook_delivery.DeliveryPolicy.from_env(
+        ctx.settings.options, embedded=ctx.settings.embedded
+    )
     while webhook_delivery.deliver_due(ctx.sessions, ctx.settings, policy) >= policy.batch_size:
         pass  # a full batch: more may be due
 

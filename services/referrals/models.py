@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.referrals.changes import ChangeMark
 from shared.db import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from shared.tables import infrastructure_tables
 
@@ -35,19 +37,6 @@ class Base(DeclarativeBase):
 
 tables = infrastructure_tables(Base.metadata)
 
-AGENCY_KINDS = (
-    "school",
-    "police_pdn",
-    "kdn",
-    "health",
-    "culture",
-    "employment",
-    "social_protection",
-    "family_centre",
-    "charity",
-    "church",
-    "other",
-)
 # FHIR ServiceRequest.priority, so a health agency reads it without a mapping table.
 URGENCIES = ("routine", "urgent", "asap", "stat")
 SIGNAL_PRIORITIES = ("red", "amber", "green")
@@ -137,6 +126,7 @@ class Referral(Base):
     family's registry id and number, never the family file."""
 
     __tablename__ = "referrals"
+    __table_args__ = (Index("ix_referrals_change", "change_seq", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # "R-2026-000123": per-year sequence from ``referral_counters`` (see numbering.py)
@@ -171,6 +161,8 @@ class Referral(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Set by every insert and update, in commit order: the changes feed's position (changes.py).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=ChangeMark(), onupdate=ChangeMark())
 
     history: Mapped[list[StatusChange]] = relationship(
         back_populates="referral", cascade="all, delete-orphan", order_by="StatusChange.seq"

@@ -9,12 +9,12 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from services.referrals.domain import STATUSES
 from services.referrals.events import FamilyAsKnownSchema
 from services.referrals.models import (
-    AGENCY_KINDS,
     DELIVERIES,
     SIGNAL_PRIORITIES,
     SIGNAL_STATUSES,
     URGENCIES,
 )
+from shared.agencies import AGENCY_KINDS
 from shared.http import PageArgs, page_schema
 
 

@@ -1,7 +1,9 @@
 """Sending webhook deliveries: claim the due ones, POST each outside any transaction, record
 the outcome. Retries back off exponentially with jitter on 5xx, 408, 429, timeouts and
 connection errors, up to a limit, then ``failed``; any other answer (4xx, 3xx: redirects are
-not followed) fails at once.
+not followed) fails at once, and so does a URL that the destination rules refuse at send time
+(``webhooks.Destinations``: its host now resolves inside, or plain http in production). The POST
+goes to an address that was checked, never to what the name resolves to a moment later.
 
 A claim is a lease (``next_attempt_at`` moved past the timeout) taken with ``SKIP LOCKED``, so
 parallel workers never send one delivery twice at once, and a worker that dies mid-POST
@@ -15,11 +17,11 @@ import datetime as dt
 import http.client
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,27 +43,31 @@ class Attempt:
     status_code: int | None
     error: str | None
     duration_ms: int
+    refused: bool = False  # the destination rules refused the URL: not sent, not retried
 
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """``REFERRALS_WEBHOOK_MAX_ATTEMPTS`` (default 10), ``REFERRALS_WEBHOOK_BACKOFF_SECONDS``
     (first pause, doubled each time, default 30, at most 6 hours),
-    ``REFERRALS_WEBHOOK_TIMEOUT_SECONDS`` (default 10)."""
+    ``REFERRALS_WEBHOOK_TIMEOUT_SECONDS`` (default 10), and where webhooks may point
+    (``REFERRALS_WEBHOOK_ALLOW_PRIVATE``, see ``webhooks.Destinations``)."""
 
     max_attempts: int = 10
     backoff_seconds: float = 30.0
     max_backoff_seconds: float = 6 * 3600.0
     timeout_seconds: float = 10.0
     batch_size: int = 50
+    destinations: webhooks.Destinations = field(default_factory=webhooks.Destinations)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> DeliveryPolicy:
+    def from_env(cls, env: Mapping[str, str], *, embedded: bool = False) -> DeliveryPolicy:
         try:
             policy = cls(
                 max_attempts=int(env.get("REFERRALS_WEBHOOK_MAX_ATTEMPTS") or 10),
                 backoff_seconds=float(env.get("REFERRALS_WEBHOOK_BACKOFF_SECONDS") or 30),
                 timeout_seconds=float(env.get("REFERRALS_WEBHOOK_TIMEOUT_SECONDS") or 10),
+                destinations=webhooks.Destinations.from_env(env, embedded=embedded),
             )
         except ValueError:
             raise ConfigError("REFERRALS_WEBHOOK_* settings must be numbers") from None
@@ -88,20 +94,60 @@ class DeliveryPolicy:
 
 def retryable(attempt: Attempt) -> bool:
     code = attempt.status_code
+    if attempt.refused:
+        return False
     return code is None or code >= 500 or code in RETRYABLE_STATUSES
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Attempt:
-    """One POST, no redirects followed; the answer's body is read (up to 64 KiB) and dropped."""
-    parts = urlsplit(url)
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+def _connect(target: webhooks.Target, timeout: float | None) -> socket.socket:
+    """A socket to the first of the target's checked addresses that answers."""
+    error: OSError = OSError("no address")
+    for address in target.addresses:
+        try:
+            return socket.create_connection((address, target.port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _CheckedHTTP(http.client.HTTPConnection):
+    """Connects to the checked addresses, never to what the name resolves to by then."""
+
+    def __init__(self, target: webhooks.Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.target = target
+
+    def connect(self) -> None:
+        self.sock = _connect(self.target, self.timeout)
+
+
+class _CheckedHTTPS(http.client.HTTPSConnection):
+    """As ``_CheckedHTTP``, with TLS verified for the URL's host name."""
+
+    def __init__(self, target: webhooks.Target, timeout: float) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=self.tls)
+        self.target = target
+
+    def connect(self) -> None:
+        raw = _connect(self.target, self.timeout)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.target.host)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], policy: DeliveryPolicy) -> Attempt:
+    """One POST to an address checked just now, no redirects followed; the answer's body is
+    read (up to 64 KiB) and dropped."""
     started = time.perf_counter()
-    conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
     try:
-        conn.request("POST", path, body=body, headers=headers)
+        target = policy.destinations.check(url)
+    except webhooks.RefusedDestination as exc:
+        return Attempt(None, f"refused: {exc.detail}"[:300], _ms(started), refused=True)
+    except webhooks.UnresolvedHost as exc:
+        return Attempt(None, exc.detail[:300], _ms(started))
+    conn_class = _CheckedHTTPS if target.tls else _CheckedHTTP
+    conn = conn_class(target, policy.timeout_seconds)
+    try:
+        conn.request("POST", target.path, body=body, headers=headers)
         response = conn.getresponse()
         response.read(65536)
         return Attempt(response.status, None, _ms(started))
@@ -179,7 +225,7 @@ def deliver_due(
     policy: DeliveryPolicy,
     *,
     clock: Callable[[], dt.datetime] = utcnow,
-    send: Callable[[str, bytes, dict[str, str], float], Attempt] = post,
+    send: Callable[[str, bytes, dict[str, str], DeliveryPolicy], Attempt] = post,
 ) -> int:
     """One round: returns how many deliveries were attempted."""
     with transaction(sessions) as session:
@@ -196,7 +242,7 @@ def deliver_due(
             webhooks.EVENT_HEADER: event,
             webhooks.DELIVERY_HEADER: delivery_id,
         }
-        attempt = send(url, body, headers, policy.timeout_seconds)
+        attempt = send(url, body, headers, policy)
         with transaction(sessions) as session:
             record(session, delivery_id, attempt, policy, clock())
         log.info(

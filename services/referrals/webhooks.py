@@ -20,6 +20,17 @@ How a receiver verifies a delivery (``X-Opora-Signature: sha256=<hex>``)::
         return hmac.compare_digest("sha256=" + expected, headers["X-Opora-Signature"])
 
 then deduplicate on ``X-Opora-Delivery`` (the same across retries of one delivery).
+
+Where a webhook may point (``Destinations``): a subscription's URL is checked when it is made or
+changed, and again at every send, on the addresses its host resolves to *then*; the POST goes
+to an address so checked (webhook_delivery.py), so a name that resolved to a public address for
+the check and to an inside one a second later (DNS rebinding) reaches nothing inside. Refused:
+any address that is not global unicast (private, loopback, link-local such as the cloud
+metadata address 169.254.169.254, shared CGNAT, multicast, reserved, unspecified; IPv4 and
+IPv6, IPv4 inside IPv6 by what it embeds). In production mode the URL must be https, since the
+payload is a referral about a family. ``REFERRALS_WEBHOOK_ALLOW_PRIVATE=1`` lifts both rules,
+for tests and closed networks whose agencies' systems have only inside addresses; the embedded
+mode takes plain http too, for a receiver on the developer's machine.
 """
 
 from __future__ import annotations
@@ -28,9 +39,14 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -44,9 +60,9 @@ from services.referrals.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.db import new_id, utcnow
-from shared.errors import Conflict, NotFound, ServiceUnavailable
+from shared.errors import Conflict, NotFound, RuleViolation, ServiceUnavailable
 
 # What a subscription may ask for: the referral events that concern the receiving agency.
 EVENT_TYPES = (
@@ -60,6 +76,100 @@ SIGNATURE_HEADER = "X-Opora-Signature"
 TIMESTAMP_HEADER = "X-Opora-Timestamp"
 EVENT_HEADER = "X-Opora-Event"
 DELIVERY_HEADER = "X-Opora-Delivery"
+ALLOW_PRIVATE = "REFERRALS_WEBHOOK_ALLOW_PRIVATE"
+FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+FLAGS |= dict.fromkeys(("", "0", "false", "no", "off"), False)
+
+
+# --- where a webhook may point -----------------------------------------------------------------
+
+
+class RefusedDestination(RuleViolation):
+    """The URL points somewhere a webhook may not go; no retry changes that."""
+
+    code = "webhook-url-refused"
+
+
+class UnresolvedHost(RuleViolation):
+    """The host name does not resolve (now): a delivery tries again later."""
+
+    code = "webhook-host-unresolved"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: the POST goes to one of ``addresses``, named ``host`` (Host, SNI)."""
+
+    tls: bool
+    host: str
+    port: int
+    path: str
+    addresses: tuple[str, ...]
+
+
+def is_public(address: str) -> bool:
+    """A global unicast address; an IPv4 address carried in IPv6 is judged by itself."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(v4 is not None for v4 in carried):
+            return all(is_public(str(v4)) for v4 in carried if v4 is not None)
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where webhooks may point (see the module's docstring): ``allow_private`` is
+    ``REFERRALS_WEBHOOK_ALLOW_PRIVATE``; ``https_only`` holds in production mode unless it."""
+
+    allow_private: bool = False
+    https_only: bool = True
+    resolve: Callable[..., list[Any]] = field(default=socket.getaddrinfo, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, embedded: bool = False) -> Destinations:
+        raw = (env.get(ALLOW_PRIVATE) or "").strip().lower()
+        if raw not in FLAGS:
+            raise ConfigError(f"{ALLOW_PRIVATE} must be 1 or 0, got {raw!r}")
+        return cls(allow_private=FLAGS[raw], https_only=not (FLAGS[raw] or embedded))
+
+    @classmethod
+    def of(cls, settings: Settings) -> Destinations:
+        return cls.from_env(settings.options, embedded=settings.embedded)
+
+    def check(self, url: str) -> Target:
+        """The URL's target with the addresses its host resolves to now, all of them allowed;
+        raises RefusedDestination or UnresolvedHost naming ``url``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _refused("an http(s) URL with a host")
+        if self.https_only and parts.scheme != "https":
+            raise _refused("https only: a webhook carries a referral about a family")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise _refused("the port is not a number from 1 to 65535") from None
+        try:
+            found = self.resolve(parts.hostname, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            found = []
+        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
+        if not addresses:
+            raise UnresolvedHost(
+                "the webhook's host name does not resolve",
+                errors={"url": ["the host name does not resolve"]},
+            )
+        if not self.allow_private and not all(is_public(a) for a in addresses):
+            raise _refused(
+                "the host is or resolves to a private, loopback, link-local or otherwise"
+                " non-public address"
+            )
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return Target(parts.scheme == "https", parts.hostname, port, path, addresses)
+
+
+def _refused(why: str) -> RefusedDestination:
+    return RefusedDestination(f"the webhook URL is refused: {why}", errors={"url": [why]})
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -126,6 +236,7 @@ def create_subscription(
     now: dt.datetime,
 ) -> tuple[WebhookSubscription, str]:
     """The new subscription and its secret, which is readable this once only."""
+    Destinations.of(settings).check(data["url"])
     sub = WebhookSubscription(
         id=new_id(),
         agency_id=agency.id,
@@ -143,9 +254,14 @@ def create_subscription(
 
 
 def update_subscription(
-    session: Session, sub: WebhookSubscription, data: dict[str, Any], now: dt.datetime
+    session: Session,
+    destinations: Destinations,
+    sub: WebhookSubscription,
+    data: dict[str, Any],
+    now: dt.datetime,
 ) -> WebhookSubscription:
     if "url" in data:
+        destinations.check(data["url"])
         sub.url = data["url"]
     if "events" in data:
         sub.events = sorted(set(data["events"]))

@@ -8,7 +8,6 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy.orm import Session
 
 from services.registry.models import (
-    AGENCY_KINDS,
     ASSESSMENT_DOMAINS,
     CATEGORIES,
     MEASURE_STATUSES,
@@ -16,6 +15,7 @@ from services.registry.models import (
     STAGES,
     tables,
 )
+from shared.agencies import AgencyKind
 from shared.events import event_schema
 from shared.messaging.outbox import add_event
 
@@ -157,7 +157,8 @@ class AgreementRecordedV1(Schema):
     signed_on = fields.Date(required=True)
     valid_until = fields.Date(required=True)
     consent_data_processing = fields.Boolean(required=True)
-    share_with = fields.List(fields.String(validate=validate.OneOf(AGENCY_KINDS)), required=True)
+    # AgencyKind: an agreement from before the one list of kinds may still say "clergy"
+    share_with = fields.List(AgencyKind(), required=True)
 
 
 class MeasureSchema(Schema):

@@ -75,18 +75,6 @@ ASSESSMENT_DOMAINS = (
     "social_ties",
     "parents_employment",
 )
-AGENCY_KINDS = (
-    "school",
-    "kindergarten",
-    "police_pdn",
-    "kdn",
-    "health",
-    "culture",
-    "employment",
-    "social_protection",
-    "charity",
-    "clergy",
-)
 
 
 class Family(Base):

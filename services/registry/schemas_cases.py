@@ -8,13 +8,13 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.registry.models import (
-    AGENCY_KINDS,
     ASSESSMENT_DOMAINS,
     CONTACT_LOG_KINDS,
     MEASURE_STATUSES,
     OUTCOMES,
     STAGES,
 )
+from shared.agencies import AGENCY_KINDS
 from shared.http import PageArgs, page_schema
 
 KIND_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,59}$")

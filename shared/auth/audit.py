@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.auth.context import current_principal
@@ -45,20 +45,23 @@ def record(
     if not action or len(action) > 20:
         raise ValueError("audit action must be 1-20 characters")
     principal = current_principal()
+    # The values as parameters of the table's plain INSERT: ``.values()`` would build a new
+    # statement for every entry.
     session.execute(
-        insert(tables.audit_log).values(
-            at=utcnow(),
-            actor=principal.subject,
-            actor_agency=principal.agency_id,
-            actor_roles=sorted(principal.roles),
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            family_id=family_id,
-            fields=list(fields) if fields is not None else None,
-            reason=reason,
-            correlation_id=correlation_id.get(),
-        )
+        tables.audit_log.insert(),
+        {
+            "at": utcnow(),
+            "actor": principal.subject,
+            "actor_agency": principal.agency_id,
+            "actor_roles": sorted(principal.roles),
+            "action": action,
+            "entity": entity,
+            "entity_id": entity_id,
+            "family_id": family_id,
+            "fields": list(fields) if fields is not None else None,
+            "reason": reason,
+            "correlation_id": correlation_id.get(),
+        },
     )
 
 

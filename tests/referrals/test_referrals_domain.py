@@ -164,7 +164,6 @@ def test_a_referral_walks_the_happy_path_with_history_and_events(session: Sessio
         )
     assert referral.status == "completed" and referral.outcome == "посещает"
     assert [h.to_status for h in referral.history] == [
-        "draft",
         "requested",
         "received",
         "accepted",
@@ -173,11 +172,38 @@ def test_a_referral_walks_the_happy_path_with_history_and_events(session: Sessio
         "in-progress",
         "completed",
     ]
+    assert referral.history[0].from_status is None
     assert [h.by for h in referral.history][-1] == "teacher-1"
     events = _events(session, "referrals.referral.status_changed")
     assert [e["status"] for e in events][-1] == "completed"
     assert events[-1]["previous_status"] == "in-progress"
-    assert events[-1]["referral_version"] == referral.version == 8
+    assert events[-1]["referral_version"] == referral.version == 7
+
+
+def test_a_referral_sent_at_once_is_one_step_with_one_event(session: Session) -> None:
+    _agency(session)
+    _consent(session)
+    referral = domain.create_referral(session, SENDER, _data(), NOW)
+    assert [(h.from_status, h.to_status, h.seq) for h in referral.history] == [
+        (None, "requested", 1)
+    ]
+    [sent] = _events(session, "referrals.referral.status_changed")
+    assert (sent["previous_status"], sent["status"], sent["referral_version"]) == (
+        None,
+        "requested",
+        1,
+    )
+    assert sent["number"] == referral.number and sent["acknowledge_due_at"] is not None
+
+
+def test_a_refused_referral_takes_no_number(session: Session) -> None:
+    _agency(session)
+    _consent(session, kinds=("health",))
+    with pytest.raises(RuleViolation):
+        domain.create_referral(session, SENDER, _data(), NOW)
+    _consent(session, family_id="fam-2")
+    first = domain.create_referral(session, SENDER, _data(family_id="fam-2"), NOW)
+    assert first.number == f"R-{NOW.year}-000001"
 
 
 def test_another_agency_cannot_move_or_see_a_referral(session: Session) -> None:
@@ -195,8 +221,9 @@ def test_a_stale_version_is_refused(session: Session) -> None:
     _agency(session)
     _consent(session)
     referral = domain.create_referral(session, SENDER, _data(), NOW)
+    domain.transition(session, SCHOOL_STAFF, referral, "received", NOW, expected_version=1)
     with pytest.raises(Conflict, match="version"):
-        domain.transition(session, SCHOOL_STAFF, referral, "received", NOW, expected_version=1)
+        domain.transition(session, SCHOOL_STAFF, referral, "accepted", NOW, expected_version=1)
 
 
 def test_without_consent_the_referral_is_refused_unless_a_coordinator_overrides(

@@ -5,6 +5,7 @@ versions, OperationOutcome errors naming FHIR paths, and idempotent PUTs."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from test_referrals_api import consent
 from services.referrals import fhir
 from services.referrals.domain import TRANSITIONS
 from services.referrals.models import Referral
-from shared.errors import RuleViolation
+from shared.errors import Conflict, RuleViolation
 
 NOW = dt.datetime(2030, 1, 10, 9, 30, tzinfo=dt.UTC)
 
@@ -238,7 +239,7 @@ def setup_clinics(system: System) -> tuple[str, Any, Any]:
 def put_task(client: Any, referral_id: str, task: dict[str, Any], **headers: str) -> Any:
     return client.put(
         f"/fhir/Task/{referral_id}",
-        data=__import__("json").dumps(task),
+        data=json.dumps(task),
         headers={"Content-Type": fhir.FHIR_JSON, **headers},
     )
 
@@ -247,10 +248,12 @@ def put_task(client: Any, referral_id: str, task: dict[str, Any], **headers: str
 def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: System) -> None:
     referral_id, clinic, stranger = setup_clinics(embedded_system)
 
+    sent = as_token(embedded_system, "coordinator").get(f"/referrals/{referral_id}").get_json()
+    v = sent["version"]  # versions below count from the sent referral's
     sr = clinic.get(f"/fhir/ServiceRequest/{referral_id}")
     assert sr.status_code == 200 and sr.mimetype == fhir.FHIR_JSON
     assert ServiceRequest.model_validate(sr.get_json()).priority == "asap"
-    assert sr.headers["ETag"] == 'W/"2"'
+    assert sr.headers["ETag"] == f'W/"{v}"'
     task = clinic.get(f"/fhir/Task/{referral_id}")
     assert Task.model_validate(task.get_json()).status == "requested"
 
@@ -273,9 +276,9 @@ def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: 
         assert moved.status_code == 200, moved.get_json()
         assert moved.get_json()["status"] == status
     again = put_task(clinic, referral_id, {**body, "status": "in-progress", "meta": {}})
-    assert again.status_code == 200 and again.headers["ETag"] == 'W/"5"'  # no second step
+    assert again.status_code == 200 and again.headers["ETag"] == f'W/"{v + 3}"'  # no second step
 
-    stale = put_task(clinic, referral_id, {**body, "status": "on-hold"}, **{"If-Match": 'W/"2"'})
+    stale = put_task(clinic, referral_id, {**body, "status": "on-hold"}, **{"If-Match": f'W/"{v}"'})
     assert stale.status_code == 409
     assert OperationOutcome.model_validate(stale.get_json()).issue[0].code == "conflict"
     illegal = put_task(clinic, referral_id, {**body, "status": "requested", "meta": {}})
@@ -296,7 +299,7 @@ def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: 
             "status": "completed",
             "output": [{"type": {"text": "outcome"}, "valueString": "осмотр проведён"}],
         },
-        **{"If-Match": 'W/"5"', "Idempotency-Key": "done-1"},
+        **{"If-Match": f'W/"{v + 3}"', "Idempotency-Key": "done-1"},
     )
     assert done.status_code == 200, done.get_json()
     replay = put_task(
@@ -307,7 +310,7 @@ def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: 
             "status": "completed",
             "output": [{"type": {"text": "outcome"}, "valueString": "осмотр проведён"}],
         },
-        **{"If-Match": 'W/"5"', "Idempotency-Key": "done-1"},
+        **{"If-Match": f'W/"{v + 3}"', "Idempotency-Key": "done-1"},
     )
     assert replay.status_code == 200 and replay.headers.get("Idempotent-Replayed") == "true"
     assert replay.mimetype == fhir.FHIR_JSON
@@ -315,7 +318,7 @@ def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: 
     assert final.status == "completed" and final.output[0].valueString == "осмотр проведён"
     detail = as_token(embedded_system, "coordinator").get(f"/referrals/{referral_id}").get_json()
     assert [h["to_status"] for h in detail["history"]][-1] == "completed"
-    assert detail["outcome"] == "осмотр проведён" and detail["version"] == 6
+    assert detail["outcome"] == "осмотр проведён" and detail["version"] == v + 4
 
 
 @pytest.mark.embedded
@@ -325,3 +328,162 @@ def test_fhir_routes_are_documented(embedded_system: System) -> None:
         assert path in spec["paths"]
     put = spec["paths"]["/fhir/Task/{referral_id}"]["put"]
     assert fhir.FHIR_JSON in put["requestBody"]["content"]
+    patch = spec["paths"]["/fhir/Task/{referral_id}"]["patch"]
+    assert fhir.JSON_PATCH in patch["requestBody"]["content"]
+
+
+# --- JSON Patch (RFC 6902) of a Task -------------------------------------------------------------
+
+OUTPUT = [{"type": {"text": "outcome"}, "valueString": "осмотр проведён"}]
+
+
+def test_a_json_patch_makes_the_task_a_put_would_send() -> None:
+    task = fhir.task(referral("in-progress"))
+    done = fhir.apply_task_patch(
+        task,
+        [
+            {"op": "test", "path": "/meta/versionId", "value": "3"},
+            {"op": "replace", "path": "/status", "value": "completed"},
+            {"op": "replace", "path": "/output", "value": OUTPUT},  # absent: added
+        ],
+    )
+    assert fhir.parse_task_update(done, task["id"]) == {
+        "status": "completed",
+        "reason": None,
+        "outcome": "осмотр проведён",
+        "version": 3,
+    }
+    assert "output" not in task and task["status"] == "in-progress"  # the Task given stays
+    Task.model_validate(done)
+
+    rejected = fhir.apply_task_patch(
+        task,
+        [
+            {"op": "replace", "path": "/status", "value": "rejected"},
+            {"op": "add", "path": "/statusReason", "value": {"text": "мест нет"}},
+        ],
+    )
+    assert fhir.parse_task_update(rejected, task["id"])["reason"] == "мест нет"
+
+    edited = fhir.apply_task_patch(
+        done,
+        [
+            {"op": "add", "path": "/output/-", "value": {"valueString": "второй"}},
+            {"op": "replace", "path": "/output/0/valueString", "value": "консультация"},
+            {"op": "remove", "path": "/output/1"},
+            {"op": "test", "path": "/focus/reference", "value": f"ServiceRequest/{task['id']}"},
+        ],
+    )
+    assert [o["valueString"] for o in edited["output"]] == ["консультация"]
+
+
+@pytest.mark.parametrize(
+    ("operations", "path", "code"),
+    [
+        ({}, "Task", "fhir-invalid"),
+        ([], "Task", "fhir-invalid"),
+        (["replace"], "Task", "fhir-invalid"),
+        ([{"op": "replace", "path": "status", "value": "x"}], "Task", "fhir-invalid"),
+        ([{"op": "frobnicate", "path": "/status"}], "Task.status", "fhir-invalid"),
+        ([{"op": "replace", "path": "/status"}], "Task.status", "fhir-invalid"),
+        ([{"op": "remove", "path": "/statusReason"}], "Task.statusReason", "fhir-invalid"),
+        (
+            [{"op": "replace", "path": "/output/0/valueString", "value": "x"}],
+            "Task.output",
+            "fhir-invalid",
+        ),
+        ([{"op": "replace", "path": "/priority", "value": "stat"}], "Task.priority", None),
+        ([{"op": "add", "path": "/owner", "value": {}}], "Task.owner", None),
+        ([{"op": "move", "from": "/statusReason", "path": "/status"}], "Task.status", None),
+        ([{"op": "copy", "from": "/status", "path": "/statusReason"}], "Task.statusReason", None),
+    ],
+)
+def test_patches_we_cannot_apply_name_the_fhir_path(
+    operations: Any, path: str, code: str | None
+) -> None:
+    with pytest.raises(RuleViolation) as caught:
+        fhir.apply_task_patch(fhir.task(referral()), operations)
+    assert caught.value.errors is not None and path in caught.value.errors
+    assert caught.value.code == (code or "fhir-not-supported")
+
+
+def test_a_failed_test_operation_is_a_conflict() -> None:
+    with pytest.raises(Conflict):
+        fhir.apply_task_patch(
+            fhir.task(referral()), [{"op": "test", "path": "/meta/versionId", "value": "2"}]
+        )
+
+
+def patch_task(client: Any, referral_id: str, operations: Any, **headers: str) -> Any:
+    return client.patch(
+        f"/fhir/Task/{referral_id}",
+        data=json.dumps(operations),
+        headers={"Content-Type": fhir.JSON_PATCH, **headers},
+    )
+
+
+def status_to(status: str) -> dict[str, Any]:
+    return {"op": "replace", "path": "/status", "value": status}
+
+
+@pytest.mark.embedded
+def test_fhir_task_patch_moves_the_referral_as_a_put_does(embedded_system: System) -> None:
+    referral_id, clinic, stranger = setup_clinics(embedded_system)
+    v = int(clinic.get(f"/fhir/Task/{referral_id}").get_json()["meta"]["versionId"])
+
+    received = patch_task(clinic, referral_id, [status_to("received")])
+    assert received.status_code == 200, received.get_json()
+    assert received.mimetype == fhir.FHIR_JSON and received.headers["ETag"] == f'W/"{v + 1}"'
+    assert Task.model_validate(received.get_json()).status == "received"
+    again = patch_task(clinic, referral_id, [status_to("received")])
+    assert again.status_code == 200 and again.headers["ETag"] == f'W/"{v + 1}"'  # no second step
+
+    guarded = [{"op": "test", "path": "/meta/versionId", "value": str(v)}, status_to("accepted")]
+    stale = patch_task(clinic, referral_id, guarded)
+    assert stale.status_code == 409
+    assert OperationOutcome.model_validate(stale.get_json()).issue[0].code == "conflict"
+    stale_header = patch_task(
+        clinic, referral_id, [status_to("accepted")], **{"If-Match": f'W/"{v}"'}
+    )
+    assert stale_header.status_code == 409
+    guarded[0]["value"] = str(v + 1)
+    assert patch_task(clinic, referral_id, guarded).status_code == 200
+    assert patch_task(clinic, referral_id, [status_to("in-progress")]).status_code == 200
+
+    no_outcome = patch_task(clinic, referral_id, [status_to("completed")])
+    assert no_outcome.status_code == 422
+    assert "outcome" in no_outcome.get_json()["issue"][0]["expression"]
+    unsupported = patch_task(
+        clinic, referral_id, [{"op": "replace", "path": "/priority", "value": "stat"}]
+    )
+    assert unsupported.status_code == 422
+    issue = OperationOutcome.model_validate(unsupported.get_json()).issue[0]
+    assert issue.code == "not-supported" and issue.expression == ["Task.priority"]
+    fhirpath_patch = clinic.patch(
+        f"/fhir/Task/{referral_id}",
+        data=json.dumps({"resourceType": "Parameters", "parameter": []}),
+        headers={"Content-Type": fhir.FHIR_JSON},
+    )
+    assert fhirpath_patch.status_code == 415 and fhirpath_patch.mimetype == fhir.FHIR_JSON
+    assert (
+        OperationOutcome.model_validate(fhirpath_patch.get_json()).issue[0].code == "not-supported"
+    )
+    assert patch_task(stranger, referral_id, [status_to("accepted")]).status_code == 404
+
+    complete = [status_to("completed"), {"op": "add", "path": "/output", "value": OUTPUT}]
+    done = patch_task(clinic, referral_id, complete, **{"Idempotency-Key": "patch-done-1"})
+    assert done.status_code == 200, done.get_json()
+    replay = patch_task(clinic, referral_id, complete, **{"Idempotency-Key": "patch-done-1"})
+    assert replay.status_code == 200 and replay.headers.get("Idempotent-Replayed") == "true"
+    final = Task.model_validate(clinic.get(f"/fhir/Task/{referral_id}").get_json())
+    assert final.status == "completed" and final.output[0].valueString == "осмотр проведён"
+    assert final.meta.versionId == str(v + 4)
+
+    # a rejection with its reason, as health systems send it: replace of an absent statusReason
+    other = as_token(embedded_system, "coordinator").post("/referrals", json=REFERRAL_IN)
+    assert patch_task(clinic, other.get_json()["id"], [status_to("received")]).status_code == 200
+    reason = {"op": "replace", "path": "/statusReason", "value": {"text": "нет свободных мест"}}
+    rejected = patch_task(clinic, other.get_json()["id"], [status_to("rejected"), reason])
+    assert rejected.status_code == 200, rejected.get_json()
+    detail = as_token(embedded_system, "coordinator").get(f"/referrals/{other.get_json()['id']}")
+    assert detail.get_json()["status_reason"] == "нет свободных мест"

@@ -1,7 +1,9 @@
 """Webhooks against a real local HTTP receiver that recomputes the HMAC: signature, retries
 with back-off after 500s, giving up on 400 or after the last attempt, the delivery id stable
 across retries, the secret shown once and stored encrypted, rotation, redelivery, the log API,
-and scope: agency A's key never sees or manages agency B's webhooks."""
+and scope: agency A's key never sees or manages agency B's webhooks. Where webhooks may point:
+no inside address at subscription or at send time (DNS rebinding), the POST going to the address
+checked, unless REFERRALS_WEBHOOK_ALLOW_PRIVATE (which the local receiver here needs)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +24,10 @@ from conftest import System
 from sqlalchemy import select, text
 from test_referrals_api import consent
 
-from services.referrals.models import WebhookDelivery
+from services.referrals.models import WebhookDelivery, WebhookSubscription
 from services.referrals.webhook_delivery import Attempt, DeliveryPolicy, deliver_due, retryable
+from services.referrals.webhooks import Destinations, RefusedDestination, is_public
+from shared.config import ConfigError
 
 pytestmark = pytest.mark.embedded
 
@@ -74,6 +80,7 @@ def receiver() -> Iterator[Receiver]:
                 {
                     "path": self.path,
                     "delivery": self.headers["X-Opora-Delivery"],
+                    "host": self.headers["Host"],
                     "event": self.headers["X-Opora-Event"],
                     "verified": state.verify(self.headers, body),
                     "json": json.loads(body),
@@ -108,17 +115,31 @@ class Clock:
         self.now += dt.timedelta(seconds=seconds)
 
 
-POLICY = DeliveryPolicy(max_attempts=4, backoff_seconds=10, timeout_seconds=2)
+# The receiver listens on 127.0.0.1: these tests allow private destinations, as a closed
+# network would; the rules themselves are tested with that option off.
+INSIDE_ALLOWED = Destinations(allow_private=True, https_only=False)
+POLICY = DeliveryPolicy(
+    max_attempts=4, backoff_seconds=10, timeout_seconds=2, destinations=INSIDE_ALLOWED
+)
+_apps: weakref.WeakKeyDictionary[System, Any] = weakref.WeakKeyDictionary()
 
 
-def bearer(system: System, role: str, agency: str | None = None) -> Any:
-    c = system.app("referrals").test_client()
+def hooks_app(system: System) -> Any:
+    """The referrals app started with ``REFERRALS_WEBHOOK_ALLOW_PRIVATE=1``, one per system."""
+    if system not in _apps:
+        _apps[system] = system.app_with("referrals", REFERRALS_WEBHOOK_ALLOW_PRIVATE="1")
+    return _apps[system]
+
+
+def bearer(system: System, role: str, agency: str | None = None, *, strict: bool = False) -> Any:
+    app = system.app("referrals") if strict else hooks_app(system)
+    c = app.test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {system.token(role, agency=agency)}"
     return c
 
 
 def keyed(system: System, key: str) -> Any:
-    c = system.app("referrals").test_client()
+    c = hooks_app(system).test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {key}"
     return c
 
@@ -353,3 +374,150 @@ def test_only_webhook_agencies_get_deliveries(embedded_system: System, receiver:
     assert sent.status_code == 200
     with embedded_system.session("referrals") as session:
         assert len(session.scalars(select(WebhookDelivery)).all()) == 1
+
+
+# --- where webhooks may point --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.5",
+        "172.16.1.1",
+        "192.168.1.10",
+        "127.0.0.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # shared (CGNAT)
+        "0.0.0.0",
+        "224.0.0.251",  # multicast
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fe80::1%lo",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:10.0.0.1",
+        "2002:a00:1::",  # 6to4 of 10.0.0.1
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    ],
+)
+def test_inside_addresses_are_not_public(address: str) -> None:
+    assert not is_public(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8"])
+def test_global_unicast_addresses_are_public(address: str) -> None:
+    assert is_public(address)
+
+
+def resolving_to(*addresses: str) -> Any:
+    """A resolver answering ``addresses`` for any name, as getaddrinfo would."""
+
+    def resolve(host: str, port: int, **_: Any) -> list[Any]:
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in addresses
+        ]
+
+    return resolve
+
+
+def test_destination_rules_refuse_inside_names_and_plain_http_in_production() -> None:
+    production = Destinations.from_env({})
+    assert production == Destinations(allow_private=False, https_only=True)
+    with pytest.raises(RefusedDestination) as refused:
+        production.check("http://8.8.8.8/hook")
+    assert refused.value.errors and "https" in refused.value.errors["url"][0]
+    target = production.check("https://8.8.8.8:8443/hook?x=1")
+    assert (target.tls, target.port, target.path, target.addresses) == (
+        True,
+        8443,
+        "/hook?x=1",
+        ("8.8.8.8",),
+    )
+    # a name is judged by every address it resolves to
+    mixed = Destinations(resolve=resolving_to("8.8.8.8", "10.0.0.7"))
+    with pytest.raises(RefusedDestination) as inside:
+        mixed.check("https://hooks.school.example/x")
+    assert set(inside.value.errors or ()) == {"url"}
+    allowed = Destinations.from_env({"REFERRALS_WEBHOOK_ALLOW_PRIVATE": "1"})
+    assert allowed == Destinations(allow_private=True, https_only=False)
+    assert allowed.check("http://127.0.0.1:9/x").addresses == ("127.0.0.1",)
+    assert Destinations.from_env({}, embedded=True).https_only is False
+    with pytest.raises(ConfigError):
+        DeliveryPolicy.from_env({"REFERRALS_WEBHOOK_ALLOW_PRIVATE": "maybe"})
+
+
+@pytest.mark.embedded
+def test_subscriptions_to_inside_addresses_are_refused_naming_the_url(
+    embedded_system: System,
+) -> None:
+    admin = bearer(embedded_system, "admin", strict=True)
+    assert admin.post("/agencies", json=SCHOOL).status_code == 201
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:7f00:1]/hook",
+        "http://localhost/hook",  # a name that resolves inside
+        "http://224.0.0.1/hook",
+    ):
+        refused = admin.post("/agencies/school-1/webhooks", json={"url": url, "events": EVENTS})
+        assert refused.status_code == 422, url
+        assert refused.mimetype == "application/problem+json"
+        assert list(refused.get_json()["errors"]) == ["url"], url
+    made = admin.post(
+        "/agencies/school-1/webhooks", json={"url": "http://8.8.8.8/hook", "events": EVENTS}
+    )
+    assert made.status_code == 201  # public; plain http is taken in the embedded mode
+    moved = admin.patch(
+        f"/agencies/school-1/webhooks/{made.get_json()['id']}",
+        json={"url": "http://192.168.0.10/hook"},
+    )
+    assert moved.status_code == 422 and "url" in moved.get_json()["errors"]
+    with pytest.raises(ConfigError):
+        embedded_system.app_with("referrals", REFERRALS_WEBHOOK_ALLOW_PRIVATE="maybe")
+
+
+@pytest.mark.embedded
+def test_a_name_that_now_resolves_inside_is_refused_at_send_time_and_not_retried(
+    embedded_system: System, receiver: Receiver
+) -> None:
+    """DNS rebinding: the name was public when subscribed, points inside when the POST goes.
+    The check at send time refuses it; with private destinations allowed, the POST goes to the
+    very address checked (the name itself resolves nowhere)."""
+    _, school, _ = setup(embedded_system)
+    hook = subscribe(embedded_system, school, receiver)
+    port = receiver.url.split(":")[2].split("/")[0]
+    rebound = f"http://hooks.school.test:{port}/hooks/opora"
+    with embedded_system.session("referrals") as session, session.begin():
+        session.get(WebhookSubscription, hook["id"]).url = rebound  # as if it had been public
+    bearer(embedded_system, "lead_specialist").post("/referrals", json=REFERRAL)
+
+    strict = DeliveryPolicy(
+        max_attempts=4,
+        backoff_seconds=10,
+        timeout_seconds=2,
+        destinations=Destinations(https_only=False, resolve=resolving_to("127.0.0.1")),
+    )
+    clock = Clock()
+    assert run(embedded_system, clock, strict) == 1
+    assert receiver.received == []
+    log = school.get(f"/agencies/school-1/webhooks/{hook['id']}/deliveries").get_json()
+    entry = log["items"][0]
+    assert entry["status"] == "failed" and entry["attempts"] == 1  # not retried
+    assert entry["last_error"].startswith("refused:") and entry["last_status_code"] is None
+
+    school.post(f"/agencies/school-1/webhook-deliveries/{entry['id']}/redeliver")
+    inside = DeliveryPolicy(
+        timeout_seconds=2,
+        destinations=Destinations(
+            allow_private=True, https_only=False, resolve=resolving_to("127.0.0.1")
+        ),
+    )
+    assert run(embedded_system, clock, inside) == 1
+    [got] = receiver.received
+    assert got["verified"] and got["host"] == f"hooks.school.test:{port}"

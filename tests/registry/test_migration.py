@@ -1,7 +1,15 @@
-"""Families entered before cases existed get their first case and category history on upgrade."""
+"""Data migrations of the registry: families entered before cases existed get their first case
+and category history, the address history is backfilled, and consents name agency kinds from
+the one list (on SQLite and on the real PostgreSQL)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 
 from shared import db
@@ -108,3 +116,95 @@ def test_upgrade_to_0003_backfills_the_address_history(tmp_path) -> None:  # typ
         ("f1", "2023-01-10", "D1", "ул. Лесная", "3"),
         ("f2", "2024-05-01", "D2", None, None),
     ]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind the registry runs on; PostgreSQL's is made for the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"opora_migration_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+AGREEMENTS = sa.table(
+    "agreements",
+    sa.column("id", sa.String),
+    sa.column("case_id", sa.String),
+    sa.column("signed_on", sa.Date),
+    sa.column("valid_until", sa.Date),
+    sa.column("consent_data_processing", sa.Boolean),
+    sa.column("share_with", sa.JSON),
+    sa.column("recorded_by", sa.String),
+    sa.column("recorded_at", db.UTCDateTime),
+)
+
+
+def test_upgrade_to_0004_names_clergy_church_and_the_downgrade_maps_back(
+    empty_database: str,
+) -> None:
+    """Consents stored before the one list of agency kinds name ``church`` where they said
+    ``clergy``; other kinds and other agreements are left as they were."""
+    url = empty_database
+    db.upgrade("registry", url, "0003")
+    engine = db.make_engine(url)
+    at = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO families (id, number, category, region, district, settlement, version,"
+                " created_at, updated_at) VALUES ('f1', 'F-1', 'sop', 'R', 'D', 'S', 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cases (id, family_id, stage, opened_on, reentry, source,"
+                " entry_category, opened_by, stage_changed_at, version, created_at) VALUES"
+                " ('c1', 'f1', 'support', :on, :no, 'x', 'sop', 'x', :at, 1, :at)"
+            ),
+            {"on": at.date(), "no": False, "at": at},
+        )
+        conn.execute(
+            AGREEMENTS.insert(),
+            [
+                {
+                    "id": agreement_id,
+                    "case_id": "c1",
+                    "signed_on": at.date(),
+                    "valid_until": at.date() + dt.timedelta(days=365),
+                    "consent_data_processing": True,
+                    "share_with": kinds,
+                    "recorded_by": "spec-1",
+                    "recorded_at": at,
+                }
+                for agreement_id, kinds in (
+                    ("a1", ["clergy", "school"]),
+                    ("a2", ["health", "kindergarten"]),
+                    ("a3", []),
+                )
+            ],
+        )
+
+    def stored() -> dict[str, list[str]]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(AGREEMENTS.c.id, AGREEMENTS.c.share_with)).all()
+        return dict(rows)  # type: ignore[arg-type]
+
+    db.upgrade("registry", url)
+    assert stored() == {"a1": ["church", "school"], "a2": ["health", "kindergarten"], "a3": []}
+    from alembic import command
+
+    command.downgrade(db.alembic_config("registry", url), "0003")
+    assert stored() == {"a1": ["clergy", "school"], "a2": ["health", "kindergarten"], "a3": []}
+    engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +111,22 @@ def add_thing(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]
 def add_inner(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """``@idempotent`` below the serialising decorators, as services may stack it."""
     return add_thing(data)
+
+
+SLOW_STARTED = threading.Event()
+SLOW_RELEASE = threading.Event()
+
+
+@blp.route("/slow", methods=["POST"])
+@blp.arguments(ThingIn)
+@blp.response(201, ThingOut)
+@idempotent
+def add_slowly(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Holds its transaction open until the test lets it finish."""
+    answer = add_thing(data)
+    SLOW_STARTED.set()
+    SLOW_RELEASE.wait(timeout=30)
+    return answer
 
 
 @blp.route("/orm", methods=["POST"])
@@ -388,6 +405,34 @@ def test_idempotency_stores_refusals_and_scopes_by_principal(
         path, json={"name": "mine"}, headers={**headers, "Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
+
+
+def test_a_retry_racing_the_first_request_waits_for_its_answer(
+    client: FlaskClient, engine: Engine
+) -> None:
+    headers = {"Idempotency-Key": "race-1"}
+    SLOW_STARTED.clear()
+    SLOW_RELEASE.clear()
+    answers: dict[str, Any] = {}
+
+    def post(name: str) -> None:
+        answers[name] = client.post("/things/slow", json={"name": "once"}, headers=headers)
+
+    first = threading.Thread(target=post, args=("first",))
+    first.start()
+    assert SLOW_STARTED.wait(timeout=10)
+    retry = threading.Thread(target=post, args=("retry",))
+    retry.start()
+    retry.join(timeout=0.5)
+    assert retry.is_alive()  # waiting on the first request's claim of the key
+    SLOW_RELEASE.set()
+    first.join(timeout=10)
+    retry.join(timeout=10)
+    assert answers["first"].status_code == answers["retry"].status_code == 201
+    assert answers["retry"].headers["Idempotent-Replayed"] == "true"
+    assert answers["retry"].get_json() == answers["first"].get_json()
+    assert count(engine, things) == 1
+    assert count(engine, TABLES.idempotency_keys) == 1
 
 
 def test_invalid_idempotency_key_is_400(client: FlaskClient) -> None:
