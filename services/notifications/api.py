@@ -1,18 +1,20 @@
-"""The notifications HTTP API: messages (status, history, resend), preferences, receipts, rules."""
+"""The notifications HTTP API: messages (status, history, resend), preferences, receipts and
+bounces, short links, rules."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import redirect, request
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
+from services.notifications import bounces, delivery, domain, preferences, receipts, rules, states
 from services.notifications import channels as factory
-from services.notifications import delivery, preferences, receipts, rules, states
 from services.notifications.channels.http_gateway import NotFinal
 from services.notifications.models import Message, Preference
 from services.notifications.schemas import (
+    BounceOut,
     MessageArgs,
     MessageDetailOut,
     MessagePage,
@@ -45,12 +47,20 @@ prefs_api = Blueprint(
 receipts_api = Blueprint(
     "receipts", __name__, url_prefix="/receipts", description="Delivery receipts of SMS providers"
 )
+bounces_api = Blueprint(
+    "bounces", __name__, url_prefix="/bounces", description="Late bounces of emails (RFC 3464)"
+)
+short_links = Blueprint(
+    "short links", __name__, url_prefix="/r", description="The short links SMS carry"
+)
 rules_api = Blueprint("rules", __name__, url_prefix="/rules", description="Who is told what")
 
 EVERYONE = tuple(sorted(ALL_ROLES))
 OVERSEERS = (ADMIN, COORDINATOR, AUDITOR)
 RECEIPT_LINK = "sms-receipt"
 RECEIPT_LINK_MAX_AGE = 2 * 365 * 24 * 3600  # configured once at the provider; rotate yearly
+BOUNCE_LINK = "mail-bounce"
+BOUNCE_SUBJECT = "dsn"
 
 
 # --- messages ----------------------------------------------------------------------------------
@@ -242,6 +252,64 @@ def receipt_url(provider: str) -> Any:
     settings = opora_app().settings
     token = issue_link_token(settings, RECEIPT_LINK, provider)
     return {"url": f"{settings.public_url}/receipts/{provider}?token={token}"}
+
+
+# --- bounces ----------------------------------------------------------------------------------
+
+
+@bounces_api.route("", methods=["POST"])
+@bounces_api.arguments(ReceiptTokenArgs, location="query")
+@bounces_api.response(200, BounceOut)
+@link_protected
+def receive_bounce(args: dict[str, Any]) -> Any:
+    """A delivery status notification (RFC 3464, ``multipart/report``) as the mail system
+    received it, in the body (``message/rfc822``). A failed report moves the email to bounced,
+    a delivered one to delivered; the URL carries a signed token (``GET /bounces/url``)."""
+    check_link_token(
+        opora_app().settings, args["token"], BOUNCE_LINK, BOUNCE_SUBJECT, RECEIPT_LINK_MAX_AGE
+    )
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise RuleViolation("the body is empty: send the DSN as message/rfc822",
+                            errors={"body": ["required"]})  # fmt: skip
+    try:
+        dsn = bounces.parse_dsn(raw)
+    except bounces.NotADsn as exc:
+        raise RuleViolation(f"the body is not a delivery status notification: {exc}",
+                            errors={"body": [str(exc)]}) from None  # fmt: skip
+    outcome = bounces.apply_dsn(db_session(), dsn, utcnow())
+    return {
+        "matched": outcome.matched,
+        "message_id": outcome.message_id,
+        "state": outcome.state,
+        "action": outcome.action,
+    }
+
+
+@bounces_api.route("/url", methods=["GET"])
+@bounces_api.response(200, ReceiptUrlOut)
+@require(ADMIN)
+def bounce_url() -> Any:
+    """The URL the mail system posts DSNs to (signed; valid two years)."""
+    settings = opora_app().settings
+    token = issue_link_token(settings, BOUNCE_LINK, BOUNCE_SUBJECT)
+    return {"url": f"{settings.public_url}/bounces?token={token}"}
+
+
+# --- short links -------------------------------------------------------------------------------
+
+
+@short_links.route("/<code>", methods=["GET"])
+@short_links.doc(responses={"302": {"description": "to the page the SMS is about"}})
+@link_protected
+def follow_short_link(code: str) -> Any:
+    """An SMS's short link: a redirect to the case, referral, signal or raid it names (which
+    asks for a login as usual). The code is the link; only our own pages are targets."""
+    message = db_session().scalars(select(Message).where(Message.short_code == code)).first()
+    target = message.link if message is not None else None
+    if target is None or not domain.short_target_ok(target, opora_app().settings.public_url):
+        raise NotFound("no such link")
+    return redirect(target, 302)
 
 
 # --- rules -------------------------------------------------------------------------------------

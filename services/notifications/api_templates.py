@@ -237,5 +237,5 @@ def preview(data: dict[str, Any], key: str, channel: str, language: str) -> Any:
     )
     if draft:
         tpl.check_source(key, channel, source.subject, source.text, source.html)
-    context = {**spec.sample_context(), **data["context"]}
+    context = {**spec.sample_context(channel), **data["context"]}
     return _render_preview(key, channel, language, None if draft else version, source, context)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from services.notifications.api import messages, prefs_api, receipts_api, rules_api
+from services.notifications.api import (
+    bounces_api,
+    messages,
+    prefs_api,
+    receipts_api,
+    rules_api,
+    short_links,
+)
 from services.notifications.api_templates import templates
 from services.notifications.models import tables
 from shared.config import Settings, load_settings
@@ -17,6 +24,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         "notifications",
         settings or load_settings("notifications"),
         tables=tables,
-        blueprints=[messages, prefs_api, receipts_api, rules_api, templates],
+        blueprints=[
+            messages,
+            prefs_api,
+            receipts_api,
+            bounces_api,
+            short_links,
+            rules_api,
+            templates,
+        ],
         engine=engine,
     )

@@ -1,12 +1,20 @@
-"""Delivery: claim queued messages, send them outside any transaction, record the outcome.
+"""Delivery: claim queued messages, send them outside any transaction, record the outcomes.
 
 A claim moves messages to ``sending`` and commits (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
-so worker replicas never take the same message); each send then happens with no transaction
-open, and its outcome is written in a short transaction of its own with the history row and
-the outbox event. A claim a crashed worker left behind goes back to the queue after
-STUCK_AFTER. One SMTP session serves a whole run. SMS go to the first healthy provider in
-failover order; on a temporary failure the next provider is tried at once, and a provider
-failing UNHEALTHY_AFTER times in a row is put last for COOLDOWN seconds.
+so worker replicas never take the same message) and hands back what to send, so no
+transaction is open while we talk to a server. Outcomes are written in short transactions
+with the history rows and the outbox events: an SMS's at once, emails' a group at a time
+(RECORD_EVERY), because a database round trip per email costs about as much as sending it. A
+worker that dies between a send and its record leaves the message in ``sending``; after
+STUCK_AFTER it goes back to the queue and is sent again (an email with the same Message-ID).
+
+The worker keeps its senders between runs (senders.py): one SMTP session and the SMS
+providers. SMS go to the first healthy provider in failover order; on a temporary failure the
+next provider is tried at once.
+
+The deliver job drains the queue, then waits for the next message: a transaction that
+queued one wakes it at commit (``wake_after_commit``), so an urgent SMS leaves in
+milliseconds, not at the next tick.
 """
 
 from __future__ import annotations
@@ -15,110 +23,94 @@ import datetime as dt
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from services.notifications import channels as factory
-from services.notifications import events, states
+from services.notifications import states
 from services.notifications.channels.base import (
     Attachment,
     Email,
     EmailSender,
     PermanentFailure,
-    Sent,
     Sms,
-    SmsProvider,
     TemporaryFailure,
 )
-from services.notifications.models import Message, MessageHistory, ProviderRef
+from services.notifications.models import MESSAGES, Message, MessageHistory
+from services.notifications.outcomes import Claimed, Outcome, record_all
+from services.notifications.senders import (
+    Senders,
+    SmsPool,
+    forget_senders,
+    senders_of,
+    sms_pool,
+    use_sms_pool,
+    worker_email_sender,
+)
+from shared.config import ConfigError
 from shared.db import transaction, utcnow
 from shared.worker import JobContext
+
+__all__ = [
+    "Claimed",
+    "Outcome",
+    "Senders",
+    "SmsPool",
+    "claim",
+    "deliver_due",
+    "deliver_queued",
+    "forget_senders",
+    "send_email",
+    "send_sms",
+    "senders_of",
+    "sms_pool",
+    "use_sms_pool",
+    "wait_for_work",
+    "wake_after_commit",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 STUCK_AFTER = dt.timedelta(minutes=10)
-UNHEALTHY_AFTER = 3
-COOLDOWN = 60.0
+ENV_CLAIM_TIMEOUT = "NOTIFICATIONS_CLAIM_TIMEOUT_SECONDS"
 CLAIM_LIMIT = 50
+RECORD_EVERY = 50  # emails sent before their outcomes are written (SMS: each at once)
+DRAIN_SECONDS = 5.0  # the longest a deliver job run keeps claiming
 
 
-# --- SMS providers and their health ------------------------------------------------------------
+# --- waking the deliver job --------------------------------------------------------------------
+
+_work = threading.Event()
+WAKE_KEY = "notifications.wake_delivery"
 
 
-@dataclass
-class SmsPool:
-    """The SMS providers in failover order, with a count of consecutive failures each."""
+def wake_after_commit(session: Session) -> None:
+    """Wake this process's deliver job when ``session``'s transaction commits."""
+    if session.info.get(WAKE_KEY):
+        return
+    session.info[WAKE_KEY] = True
 
-    providers: Sequence[SmsProvider]
-    unhealthy_after: int = UNHEALTHY_AFTER
-    cooldown: float = COOLDOWN
-    clock: Callable[[], float] = time.monotonic
-    failures: dict[str, int] = field(default_factory=dict)
-    down_until: dict[str, float] = field(default_factory=dict)
-    pending_receipts: list[Any] = field(default_factory=list)
+    def committed(done: Session) -> None:
+        done.info.pop(WAKE_KEY, None)
+        wake()
 
-    def healthy(self, provider: SmsProvider) -> bool:
-        return self.down_until.get(provider.name, 0.0) <= self.clock()
-
-    def order(self, start: int = 0) -> list[tuple[int, SmsProvider]]:
-        """From ``start`` round the list; providers marked unhealthy go last."""
-        n = len(self.providers)
-        ring = [((start + i) % n, self.providers[(start + i) % n]) for i in range(n)]
-        return [p for p in ring if self.healthy(p[1])] + [p for p in ring if not self.healthy(p[1])]
-
-    def succeeded(self, provider: SmsProvider) -> None:
-        self.failures[provider.name] = 0
-        self.down_until.pop(provider.name, None)
-
-    def failed(self, provider: SmsProvider) -> None:
-        count = self.failures.get(provider.name, 0) + 1
-        self.failures[provider.name] = count
-        if count >= self.unhealthy_after:
-            self.down_until[provider.name] = self.clock() + self.cooldown
-            log.warning("SMS provider marked unhealthy", extra={"provider": provider.name})
-
-    def close(self) -> None:
-        for provider in self.providers:
-            try:
-                provider.close()
-            except Exception:
-                log.warning("SMS provider did not close cleanly", extra={"provider": provider.name})
+    event.listen(session, "after_commit", committed, once=True)
 
 
-_pools: dict[int, SmsPool] = {}
-_pools_lock = threading.Lock()
+def wake() -> None:
+    """Wake this process's deliver job now (work queued elsewhere, or shutting down)."""
+    _work.set()
 
 
-def sms_pool(ctx: JobContext) -> SmsPool:
-    """The worker's SMS providers, built on first use (after fork, never at import) and kept,
-    so an SMPP session stays bound to receive its delivery receipts."""
-    with _pools_lock:
-        pool = _pools.get(id(ctx))
-        if pool is None:
-            pool = SmsPool(factory.build_sms_providers(ctx.settings))
-            _pools[id(ctx)] = pool
-            weakref.finalize(ctx, _forget_pool, id(ctx))
-        return pool
-
-
-def use_sms_pool(ctx: JobContext, pool: SmsPool) -> None:
-    """Tests and tools: give a worker its providers."""
-    with _pools_lock:
-        old = _pools.get(id(ctx))
-        _pools[id(ctx)] = pool
-        if old is None:
-            weakref.finalize(ctx, _forget_pool, id(ctx))
-
-
-def _forget_pool(key: int) -> None:
-    pool = _pools.pop(key, None)
-    if pool is not None:
-        pool.close()
+def wait_for_work(timeout: float) -> bool:
+    """Block until a message was queued in this process, or ``timeout`` seconds."""
+    woke = _work.wait(timeout)
+    _work.clear()
+    return woke
 
 
 # --- claiming ----------------------------------------------------------------------------------
@@ -140,10 +132,26 @@ def release_held(session: Session, now: dt.datetime) -> int:
     return len(due)
 
 
-def _requeue_stuck(session: Session, now: dt.datetime) -> None:
+def claim_timeout(env: Mapping[str, str]) -> dt.timedelta:
+    """NOTIFICATIONS_CLAIM_TIMEOUT_SECONDS (default 600): how long a claimed message may stay
+    ``sending`` before a run sends it again, because the worker that claimed it died (or lost
+    its database) between the claim and the record. Longer than one delivery run takes."""
+    raw = (env.get(ENV_CLAIM_TIMEOUT) or "").strip()
+    if not raw:
+        return STUCK_AFTER
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_CLAIM_TIMEOUT} must be a number of seconds, got {raw!r}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{ENV_CLAIM_TIMEOUT} must be positive")
+    return dt.timedelta(seconds=seconds)
+
+
+def _requeue_stuck(session: Session, now: dt.datetime, stuck_after: dt.timedelta) -> None:
     stuck = session.scalars(
         select(Message).where(
-            Message.state == "sending", Message.next_attempt_at < now - STUCK_AFTER
+            Message.state == "sending", Message.next_attempt_at < now - stuck_after
         )
     ).all()
     for message in stuck:
@@ -151,39 +159,57 @@ def _requeue_stuck(session: Session, now: dt.datetime) -> None:
         message.next_attempt_at = now
 
 
-def claim(ctx: JobContext, now: dt.datetime, limit: int = CLAIM_LIMIT) -> list[str]:
+CLAIM_COLUMNS = (
+    Message.id, Message.source_event_id, Message.recipient_id, Message.channel, Message.address,
+    Message.priority, Message.subject, Message.text, Message.html, Message.attachments,
+    Message.provider_index, Message.body_purged,
+)  # fmt: skip
+
+
+def _claimed(row: Any) -> Claimed:
+    claimed = Claimed(row.id, row.source_event_id, row.recipient_id, row.channel)
+    if row.body_purged:
+        return replace(claimed, purged=True)
+    if row.channel == "email":
+        return replace(claimed, email=_email_of(row))
+    sms = Sms(row.id, row.address, row.text or "", row.priority == "urgent")
+    return replace(claimed, sms=sms, provider_index=row.provider_index)
+
+
+def claim(ctx: JobContext, now: dt.datetime, limit: int = CLAIM_LIMIT) -> list[Claimed]:
+    """Due messages, oldest first and SMS before emails of the same moment, moved to sending
+    (read and written without loading them as ORM objects: this runs per fifty messages)."""
     with transaction(ctx.sessions) as session:
-        release_held(session, now)
-        _requeue_stuck(session, now)
+        if senders_of(ctx).due_for_tidying(now):
+            release_held(session, now)
+            _requeue_stuck(session, now, claim_timeout(ctx.settings.options))
         query = (
-            select(Message)
+            select(*CLAIM_COLUMNS)
             .where(Message.state == "queued", Message.next_attempt_at <= now)
-            .order_by(Message.next_attempt_at, Message.created_at)
+            .order_by(Message.next_attempt_at, Message.created_at, Message.channel.desc())
             .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        claimed = session.scalars(query).all()
-        for message in claimed:
-            session.add(states.move(message, "sending", now))
-            message.next_attempt_at = now
-        return [m.id for m in claimed]
+        rows = session.execute(query).all()
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        session.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id.in_(ids))
+            .values(state="sending", next_attempt_at=now)
+        )
+        states.insert_history(
+            session, [states.transition(i, "queued", "sending", now) for i in ids]
+        )
+        return [_claimed(row) for row in rows]
 
 
 # --- sending -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
-    sent: Sent | None = None
-    temporary: str | None = None
-    permanent: str | None = None
-    bounced: bool = False
-    retry_after: float | None = None
-    tried: tuple[str, ...] = ()
-
-
-def _email_of(message: Message) -> Email:
+def _email_of(message: Any) -> Email:
     return Email(
         message_id=message.id,
         to=message.address,
@@ -242,117 +268,63 @@ def deliver_queued(
     email_sender: EmailSender | None = None,
     sms: SmsPool | None = None,
 ) -> int:
-    """One run: claim, send, mark. Returns how many messages were claimed."""
-    ids = claim(ctx, now or utcnow(), limit)
-    if not ids:
+    """One run: claim, send, record. Returns how many messages were claimed."""
+    claimed = claim(ctx, now or utcnow(), limit)
+    if not claimed:
         return 0
-    sender = email_sender
-    pool = sms
+    sender, pool = email_sender, sms
+    done: list[tuple[Claimed, Outcome]] = []
     try:
-        for message_id in ids:
-            with ctx.sessions() as session:
-                message = session.get(Message, message_id)
-                assert message is not None
-                if message.body_purged:
-                    outcome = Outcome(permanent="body purged before delivery")
-                elif message.channel == "email":
-                    if sender is None:
-                        sender = factory.build_email_sender(ctx.settings)
-                    email = _email_of(message)
-                    session.close()  # nothing open while we talk to the server
-                    outcome = send_email(sender, email)
-                else:
-                    pool = pool or sms_pool(ctx)
-                    text = Sms(
-                        message.id,
-                        message.address,
-                        message.text or "",
-                        message.priority == "urgent",
-                    )
-                    start = message.provider_index
-                    session.close()
-                    outcome = send_sms(pool, text, start)
-            record(ctx, message_id, outcome, now or utcnow(), len(pool.providers) if pool else 1)
+        for item in claimed:
+            if item.purged:
+                outcome = Outcome(permanent="body purged before delivery")
+            elif item.email is not None:
+                sender = sender or worker_email_sender(ctx)
+                outcome = send_email(sender, item.email)
+            else:
+                assert item.sms is not None
+                pool = pool or sms_pool(ctx)
+                outcome = send_sms(pool, item.sms, item.provider_index)
+            done.append((item, outcome))
+            if item.sms is not None or len(done) >= RECORD_EVERY:
+                group, done = done, []
+                _record(ctx, group, now or utcnow(), len(pool.providers) if pool else 1)
     finally:
-        if sender is not None and email_sender is None:
-            sender.close()
-    return len(ids)
+        if done:
+            _record(ctx, done, now or utcnow(), len(pool.providers) if pool else 1)
+    return len(claimed)
 
 
-def record(
-    ctx: JobContext, message_id: str, outcome: Outcome, now: dt.datetime, providers: int = 1
+def _record(
+    ctx: JobContext, done: list[tuple[Claimed, Outcome]], now: dt.datetime, providers: int
 ) -> None:
-    """Write one send's outcome: sent, back to the queue with a back-off, or failed."""
-    with transaction(ctx.sessions) as session:
-        message = session.get(Message, message_id)
-        assert message is not None
-        tried = "; ".join(outcome.tried)
-        if outcome.sent is not None:
-            sent = outcome.sent
-            detail = f"{sent.segments} part(s)" + (f"; failed over after {tried}" if tried else "")
-            session.add(states.move(message, "sent", now, provider=sent.provider, detail=detail))
-            message.provider = sent.provider
-            message.provider_message_id = (
-                sent.provider_message_ids[0] if sent.provider_message_ids else None
-            )
-            message.segments = sent.segments
-            message.last_error = None
-            message.attempts += 1
-            for ref in dict.fromkeys(sent.provider_message_ids):
-                session.merge(
-                    ProviderRef(
-                        provider=sent.provider, provider_message_id=ref, message_id=message.id
-                    )
-                )
-            publish_outcome(session, "notifications.message.sent", message)
+    """Write outcomes even through a short database outage: the sends happened, and a message
+    left in ``sending`` would go out a second time once its claim expires. Waits at most half
+    the claim timeout, so no other run takes the messages back meanwhile."""
+    patience = claim_timeout(ctx.settings.options).total_seconds() / 2
+    started, pause = time.monotonic(), 0.5
+    while True:
+        try:
+            record_all(ctx, done, now, providers)
             return
-        message.attempts += 1
-        if outcome.permanent is not None or states.gives_up(message.attempts):
-            reason = (
-                outcome.permanent
-                or f"gave up after {message.attempts} attempts: {outcome.temporary}"
-            )
-            to = "bounced" if outcome.bounced else "failed"
-            session.add(states.move(message, to, now, detail=reason))
-            message.last_error = reason[:500]
-            publish_outcome(session, "notifications.message.failed", message, reason=reason[:500])
-            return
-        delay = states.backoff(message.attempts)
-        if outcome.retry_after:
-            delay = max(delay, outcome.retry_after)
-        if message.channel == "sms" and providers > 1:
-            message.provider_index = (message.provider_index + 1) % providers
-        message.next_attempt_at = now + dt.timedelta(seconds=delay)
-        message.last_error = (outcome.temporary or "")[:500]
-        session.add(
-            states.move(
-                message, "queued", now,
-                detail=f"temporary failure: {outcome.temporary}; retry in {delay:.0f}s",
-            )
-        )  # fmt: skip
-        log.warning(
-            "message not sent; will retry",
-            extra={
-                "message_id": message.id,
-                "channel": message.channel,
-                "attempt": message.attempts,
-            },
-        )
+        except DBAPIError as exc:
+            lost = isinstance(exc, OperationalError) or exc.connection_invalidated
+            if not lost or time.monotonic() - started + pause > patience:
+                raise
+            log.warning("database unavailable; holding the outcomes", extra={"messages": len(done)})
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
-def publish_outcome(session: Session, name: str, message: Message, **extra: Any) -> None:
-    events.publish(
-        session,
-        name,
-        {
-            "message_id": message.id,
-            "source_event_id": message.source_event_id,
-            "channel": message.channel,
-            "recipient_id": message.recipient_id,
-            "state": message.state,
-            **extra,
-        },
-    )
+def deliver_due(ctx: JobContext, budget: float = DRAIN_SECONDS) -> int:
+    """Runs until the queue has nothing due (or ``budget`` seconds have gone)."""
+    total = 0
+    started = time.monotonic()
+    while True:
+        claimed = deliver_queued(ctx)
+        total += claimed
+        if claimed < CLAIM_LIMIT or time.monotonic() - started >= budget:
+            return total
 
 
 def history_of(session: Session, message_id: str) -> list[MessageHistory]:
@@ -366,13 +338,20 @@ def history_of(session: Session, message_id: str) -> list[MessageHistory]:
 
 
 def purge_bodies(session: Session, now: dt.datetime, days: int) -> int:
-    """Retention: subject, text, HTML and attachments of messages older than ``days`` go; the
-    status record and its history stay."""
+    """Retention: subject, text, HTML, attachments and links (an SMS's short link stops
+    working) of messages older than ``days`` go; the status record and its history stay."""
     result = session.execute(
         update(Message)
         .where(Message.created_at < now - dt.timedelta(days=days), Message.body_purged.is_(False))
         .values(
-            subject=None, text=None, html=None, attachments=None, body_purged=True, purged_at=now
+            subject=None,
+            text=None,
+            html=None,
+            attachments=None,
+            link=None,
+            short_code=None,
+            body_purged=True,
+            purged_at=now,
         )
         .execution_options(synchronize_session=False)
     )

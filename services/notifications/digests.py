@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from services.notifications import domain, preferences, states
 from services.notifications.models import Message
-from services.notifications.rules import Addressee
+from services.notifications.recipients import Addressee
 
 DIGEST_EVENT = "notifications.digest"
 

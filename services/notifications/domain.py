@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
+import string
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.notifications import preferences, states, templates
+from services.notifications import delivery, preferences, prefetch, states, templates
 from services.notifications.models import Message
 from services.notifications.preferences import Prefs
-from services.notifications.rules import Addressee, RuleInput, rules_for
+from services.notifications.recipients import Addressee, RuleInput
+from services.notifications.rules import rules_for
+from services.notifications.template_defaults.specs import is_entity_link
 from shared.config import Settings
 from shared.db import new_id
 from shared.events import Unprocessable
 
 log = logging.getLogger(__name__)
 
-NOT_LINKS = ("ics_url", "link_url")
+SHORT_PATH = "/r/"
+ANSWER_LINK = "link_url"  # a signed link for someone without an account (referral.received)
+SHORT_CODE_ALPHABET = string.ascii_letters + string.digits
+SHORT_CODE_LENGTH = 7
 
 
 def notify(
@@ -52,11 +59,12 @@ def notify(
                 who=who,
                 prefs=prefs,
                 template=rule.template,
-                channels=rule.channels_of(data),
+                channels=rule.channels_of(inp),
                 priority=rule.priority_of(data),
                 context=rule.context(inp, prefs),
                 attachments=attachments,
                 now=now,
+                public_url=settings.public_url,
             )
     return made
 
@@ -69,6 +77,9 @@ def unique(addressees: Iterable[Addressee]) -> list[Addressee]:
 
 
 def exists(session: Session, source_id: str, recipient_id: str, channel: str) -> bool:
+    known = prefetch.already_made(session, source_id, recipient_id, channel)
+    if known is not None:
+        return known
     found = session.scalar(
         select(Message.id).where(
             Message.source_event_id == source_id,
@@ -82,9 +93,34 @@ def exists(session: Session, source_id: str, recipient_id: str, channel: str) ->
 def link_of(context: dict[str, Any]) -> str | None:
     """What a digest links to: the first entity URL of the context."""
     for key, value in context.items():
-        if key.endswith("_url") and key not in NOT_LINKS and value:
+        if is_entity_link(key) and value:
             return str(value)
     return None
+
+
+def new_short_code() -> str:
+    """A random code of 7 characters: 62**7 (3.5e12) codes, so a new SMS's code matches one of
+    a million earlier ones with a chance of 3 in 10 million. The unique index refuses it then
+    and the consumer's retry draws another; a query per SMS to rule it out would sit on the
+    urgent path."""
+    return "".join(secrets.choice(SHORT_CODE_ALPHABET) for _ in range(SHORT_CODE_LENGTH))
+
+
+def short_target_ok(link: str | None, public_url: str) -> bool:
+    """Only our own pages get a short link, so /r/ can never redirect elsewhere."""
+    return bool(link) and str(link).startswith(public_url.rstrip("/") + "/")
+
+
+def with_short_link(
+    context: dict[str, Any], link: str | None, public_url: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """An SMS's context with its entity link replaced by ``<public_url>/r/<code>``: a full link
+    alone takes most of a UCS-2 segment's 70 characters."""
+    if public_url is None or not short_target_ok(link, public_url):
+        return context, None
+    code = new_short_code()
+    short = f"{public_url.rstrip('/')}{SHORT_PATH}{code}"
+    return {k: short if v == link else v for k, v in context.items()}, code
 
 
 def make(
@@ -100,9 +136,20 @@ def make(
     context: dict[str, Any],
     now: dt.datetime,
     attachments: Sequence[dict[str, str]] = (),
+    public_url: str | None = None,
 ) -> list[Message]:
+    """The person's messages on ``channels``; SMS link through a short link when
+    ``public_url`` is given (the base the /r/ route answers on).
+
+    Inside a consumer batch (prefetch.batch) the rows are written at the batch's end, in one
+    INSERT, and not returned as objects: nothing there reads them, and building three hundred
+    ORM objects costs more than the rest of the handler.
+    """
     made = []
     spec = templates.TEMPLATES[template]
+    link = link_of(context)
+    # what an SMS links to: the signed answer link when there is one, else the entity
+    sms_link = str(context.get(ANSWER_LINK) or "") or link
     for channel in channels:
         address = who.email if channel == "email" else who.phone
         if not address or channel not in spec.channels:
@@ -118,12 +165,17 @@ def make(
             continue
         if exists(session, source_id, who.person_id, channel):
             continue
+        values, short_code, target = context, None, link
+        if channel == "sms":
+            target = sms_link
+            values, short_code = with_short_link(context, target, public_url)
         try:
-            rendered = templates.render(session, template, channel, prefs.language, context)
+            rendered = templates.render(session, template, channel, prefs.language, values)
         except templates.RenderError as exc:
             raise Unprocessable(str(exc)) from None
-        message = Message(
-            id=new_id(),
+        message_id = new_id()
+        row: dict[str, Any] = dict(
+            id=message_id,
             source_event_id=source_id,
             source_event_type=source_type,
             recipient_id=who.person_id,
@@ -137,24 +189,28 @@ def make(
             text=rendered.text,
             html=rendered.html,
             attachments=carried or None,
-            link=link_of(context),
+            link=target,
+            short_code=short_code,
             hold_reason=decision.hold_reason,
             held_until=decision.held_until,
             attempts=0,
             next_attempt_at=now,
             provider_index=0,
+            body_purged=False,  # every server-defaulted column given: a plain executemany
             created_at=now,
-            state=None,
+            state=decision.state,
         )
         detail = f"{priority}; {template} v{rendered.version} ({rendered.language})"
         if decision.hold_reason == "quiet_hours":
             detail += f"; held for the quiet hours until {decision.held_until:%Y-%m-%dT%H:%MZ}"
         elif decision.hold_reason == "digest":
             detail += "; held for the daily digest"
-        history = states.move(message, decision.state, now, detail=detail)
-        session.add(message)
-        session.add(history)
-        made.append(message)
-    if made:
+        history = states.transition(message_id, None, decision.state, now, detail=detail)
+        message = prefetch.made(session, row, history)
+        if decision.state == "queued":
+            delivery.wake_after_commit(session)
+        if message is not None:
+            made.append(message)
+    if made and prefetch.current(session) is None:  # a batch flushes once, at its end
         session.flush()
     return made

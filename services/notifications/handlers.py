@@ -1,16 +1,26 @@
 """Events the notifications service consumes (read models and messages) and its jobs.
 
-Read-model-only events are batch handlers (one pass over the batch); events that make messages
-update their read model first, then let the rules decide.
+Read-model-only events update their read model; events that make messages are handled a
+consumer batch at a time (``notify_all``): each updates its read model first, then the rules
+decide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from services.notifications import delivery, digests, domain, readmodels, receipts, reminders, rules
+from services.notifications import (
+    delivery,
+    digests,
+    domain,
+    prefetch,
+    readmodels,
+    receipts,
+    reminders,
+    rules,
+)
 from shared.config import ConfigError
 from shared.db import transaction, utcnow
 from shared.events import Event
@@ -20,10 +30,7 @@ from shared.worker import Job, JobContext
 handlers = Handlers("notifications")
 
 DEFAULT_RETENTION_DAYS = 7
-
-
-def _notify(session: Session, event: Event) -> None:
-    domain.notify(session, handlers.settings, event.id, event.type, event.data, utcnow())
+WAKE_WAIT = 1.0  # seconds the deliver job waits for a new message before looking again
 
 
 # --- read models -------------------------------------------------------------------------------
@@ -62,55 +69,40 @@ def raid_changed(session: Session, event: Event) -> None:
 
 @handlers.on("raids.participant.confirmed")
 @handlers.on("raids.participant.declined")
-@handlers.on("raids.participant.withdrawn")
 def participant_changed(session: Session, event: Event) -> None:
     readmodels.remember_participant(session, event)
 
 
 # --- read model + messages ---------------------------------------------------------------------
+# Batch handlers: the consumer hands each all the batch's events of its types at once, and
+# prefetch reads what they need in a few queries (see prefetch.py); the read model moves first,
+# then the rules make the messages.
 
-
-@handlers.on("raids.raid.updated")
-@handlers.on("raids.raid.cancelled")
-def raid_changed_for_attendees(session: Session, event: Event) -> None:
-    readmodels.remember_raid(session, event)
-    session.flush()
-    _notify(session, event)
-
-
-@handlers.on("raids.participant.invited")
-def participant_invited(session: Session, event: Event) -> None:
-    readmodels.remember_participant(session, event)
-    session.flush()
-    _notify(session, event)
-
-
-@handlers.on("registry.case.lead_assigned")
-def lead_assigned(session: Session, event: Event) -> None:
-    readmodels.remember_case(session, event)
-    session.flush()
-    _notify(session, event)
-
-
-@handlers.on("referrals.referral.status_changed")
-def referral_status_changed(session: Session, event: Event) -> None:
-    readmodels.remember_referral(session, event.data)
-    session.flush()
-    _notify(session, event)
-
-
-# --- messages only -----------------------------------------------------------------------------
-
-_HANDLED = {
-    "raids.raid.updated",
-    "raids.raid.cancelled",
-    "raids.participant.invited",
-    "registry.case.lead_assigned",
-    "referrals.referral.status_changed",
+READ_MODEL: dict[str, Callable[[Session, Event], object]] = {
+    "raids.raid.updated": readmodels.remember_raid,
+    "raids.raid.cancelled": readmodels.remember_raid,
+    "raids.participant.invited": readmodels.remember_participant,
+    "raids.participant.withdrawn": readmodels.remember_participant,
+    "registry.case.lead_assigned": readmodels.remember_case,
+    "referrals.referral.status_changed": lambda s, e: readmodels.remember_referral(s, e.data),
+    "referrals.referral.claimed": lambda s, e: readmodels.remember_owner(s, e.data, e.occurred_at),
 }
-for _event_type in rules.event_types():
-    if _event_type not in _HANDLED:
-        handlers.on(_event_type)(_notify)
+
+
+def notify_all(session: Session, events: list[Event]) -> None:
+    """The batch's events in order: each one's read model, then its messages."""
+    now = utcnow()
+    with prefetch.batch(session, events):
+        for event in events:
+            remember = READ_MODEL.get(event.type)
+            if remember is not None:
+                remember(session, event)
+            domain.notify(session, handlers.settings, event.id, event.type, event.data, now)
+    session.flush()
+
+
+for _event_type in sorted(set(rules.event_types()) | set(READ_MODEL)):
+    handlers.on_batch(_event_type)(notify_all)
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -133,7 +125,12 @@ def retention_days(env: Mapping[str, str]) -> int:
 
 
 def deliver(ctx: JobContext) -> int:
-    return delivery.deliver_queued(ctx)
+    """Drain the queue, then wait (up to WAKE_WAIT) until a transaction queues a message; the
+    wait comes after a failed run too, so a database outage is not retried in a tight loop."""
+    try:
+        return delivery.deliver_due(ctx)
+    finally:
+        delivery.wait_for_work(WAKE_WAIT)
 
 
 def poll_receipts(ctx: JobContext) -> int:
@@ -156,7 +153,7 @@ def purge_bodies(ctx: JobContext) -> int:
 
 
 jobs = [
-    Job("deliver", 1.0, deliver),
+    Job("deliver", 0.0, deliver),  # paced by its own wait
     Job("sms-receipts", 2.0, poll_receipts),
     Job("digests", 60.0, send_digests),
     Job("reminders", 300.0, make_reminders),

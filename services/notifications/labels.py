@@ -18,6 +18,10 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
         "ru": {"plan": "план реабилитации", "closing": "закрытие случая"},
         "en": {"plan": "support plan", "closing": "closing the case"},
     },
+    "decision": {
+        "ru": {"approved": "согласовано", "refused": "отклонено"},
+        "en": {"approved": "approved", "refused": "refused"},
+    },
     "urgency": {
         "ru": {"routine": "обычная", "urgent": "срочно", "asap": "как можно скорее", "stat": "немедленно"},
         "en": {"routine": "routine", "urgent": "urgent", "asap": "as soon as possible", "stat": "immediately"},

@@ -9,7 +9,7 @@ period, its status and history stay.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -171,6 +172,18 @@ class KnownReferral(Base):
     referral_version: Mapped[int] = mapped_column(Integer)
 
 
+class ReferralOwner(Base):
+    """Who at the agency took a referral on (``referrals.referral.claimed``); a table of its
+    own because a claim may arrive before the referral's first status event."""
+
+    __tablename__ = "referral_owners"
+
+    referral_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(120))
+    referral_version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- messages ----------------------------------------------------------------------------------
 
 
@@ -209,6 +222,8 @@ class Message(Base):
     # [{"filename", "content_type", "text"}]: the raid's .ics, purged with the bodies
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     link: Mapped[str | None] = mapped_column(String(500))  # what a digest lists
+    # an SMS links to /r/<short_code>, which redirects to ``link`` (one UCS-2 segment)
+    short_code: Mapped[str | None] = mapped_column(String(16), unique=True)
     state: Mapped[str] = mapped_column(String(12), default="queued", index=True)
     hold_reason: Mapped[str | None] = mapped_column(String(12))
     held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -231,6 +246,10 @@ class Message(Base):
     def body(self) -> str | None:
         """The text body under its name before 0003 (read-only, for older callers)."""
         return self.text
+
+
+# the table itself, for the Core statements of the delivery's hot paths
+MESSAGES = cast(Table, Message.__table__)
 
 
 class MessageHistory(Base):

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
+from services.notifications import prefetch
 from services.notifications.models import Preference
 from shared.db import utcnow
 
@@ -154,7 +155,7 @@ def to_prefs(row: Preference | None) -> Prefs:
 
 
 def for_person(session: Session, person_id: str) -> Prefs:
-    return to_prefs(session.get(Preference, person_id))
+    return to_prefs(prefetch.get(session, Preference, person_id))
 
 
 def as_dict(prefs: Prefs) -> dict[str, Any]:

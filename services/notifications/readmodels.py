@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.notifications import preferences
+from services.notifications import preferences, prefetch
 from services.notifications.channels.sms import normalise_phone
 from services.notifications.models import (
     KnownCase,
@@ -24,6 +24,7 @@ from services.notifications.models import (
     KnownReferral,
     RaidAttendee,
     Recipient,
+    ReferralOwner,
 )
 from shared.events import Event
 
@@ -140,13 +141,17 @@ def remember_contact(session: Session, data: dict[str, Any], occurred_at: dt.dat
 
 def district_coordinators(session: Session, district: str | None) -> list[Recipient]:
     """Active coordinators whose districts include ``district`` (no districts: all of them)."""
-    found = session.scalars(
-        select(Recipient).where(Recipient.active.is_(True)).order_by(Recipient.person_id)
-    ).all()
+
+    def load() -> list[Recipient]:
+        active = session.scalars(
+            select(Recipient).where(Recipient.active.is_(True)).order_by(Recipient.person_id)
+        )
+        return [r for r in active if COORDINATOR in (r.roles or [])]
+
     return [
         r
-        for r in found
-        if COORDINATOR in (r.roles or []) and (not r.districts or district in r.districts)
+        for r in prefetch.coordinators(session, load)
+        if not r.districts or district in r.districts
     ]
 
 
@@ -202,11 +207,11 @@ def remember_raid(session: Session, event: Event) -> KnownRaid:
     """Scheduled/updated/cancelled/completed carry the raid's facts; ``sequence`` (the
     calendar's) orders the ones that carry it; a final status is never undone."""
     data = event.data
-    raid = session.get(KnownRaid, data["raid_id"])
+    raid = prefetch.get(session, KnownRaid, data["raid_id"])
     sequence = data.get("sequence", 0 if event.type == "raids.raid.scheduled" else None)
     if raid is None:
         raid = KnownRaid(raid_id=data["raid_id"], sequence=-1, status="planned")
-        session.add(raid)
+        prefetch.add(session, raid, raid.raid_id)
     newer = sequence is None or sequence >= raid.sequence
     if newer:
         for key in ("title", "district", "starts_at", "ends_at", "timezone", "raid_url"):
@@ -240,10 +245,11 @@ def remember_attendee(
     session: Session, raid_id: str, attendee: dict[str, Any], at: dt.datetime
 ) -> RaidAttendee:
     """The newest word on a person's invitation wins (participant events carry no version)."""
-    row = session.get(RaidAttendee, (raid_id, attendee["person_id"]))
+    key = (raid_id, attendee["person_id"])
+    row = prefetch.get(session, RaidAttendee, key)
     if row is None:
         row = RaidAttendee(raid_id=raid_id, person_id=attendee["person_id"], updated_at=at)
-        session.add(row)
+        prefetch.add(session, row, key)
     elif row.updated_at and row.updated_at > at:
         return row
     row.participant_id = attendee.get("participant_id") or row.participant_id
@@ -265,10 +271,10 @@ def remember_participant(session: Session, event: Event) -> RaidAttendee:
 
 def remember_case(session: Session, event: Event) -> KnownCase:
     data = event.data
-    case = session.get(KnownCase, data["case_id"])
+    case = prefetch.get(session, KnownCase, data["case_id"])
     if case is None:
         case = KnownCase(case_id=data["case_id"], updated_at=event.occurred_at)
-        session.add(case)
+        prefetch.add(session, case, case.case_id)
     case.family_id = data["family_id"]
     case.family_number = data["number"]
     case.district = data["district"]
@@ -306,11 +312,11 @@ def remember_measures(session: Session, events: Iterable[Event]) -> int:
 
 def remember_referral(session: Session, data: dict[str, Any]) -> KnownReferral:
     """``referrals.referral.status_changed``; the sender is who made the first step."""
-    referral = session.get(KnownReferral, data["referral_id"])
+    referral = prefetch.get(session, KnownReferral, data["referral_id"])
     first_step = data.get("previous_status") in (None, "draft")
     if referral is None:
         referral = KnownReferral(referral_id=data["referral_id"], referral_version=-1)
-        session.add(referral)
+        prefetch.add(session, referral, referral.referral_id)
     if first_step and referral.sender_id is None:
         referral.sender_id = data["by"]
     if data["referral_version"] > referral.referral_version:
@@ -326,12 +332,25 @@ def remember_referral(session: Session, data: dict[str, Any]) -> KnownReferral:
     return referral
 
 
+def remember_owner(session: Session, data: dict[str, Any], at: dt.datetime) -> ReferralOwner:
+    """``referrals.referral.claimed``: the newest claim (by ``referral_version``) wins."""
+    owner = prefetch.get(session, ReferralOwner, data["referral_id"])
+    if owner is None:
+        owner = ReferralOwner(referral_id=data["referral_id"], referral_version=-1)
+        prefetch.add(session, owner, owner.referral_id)
+    if data["referral_version"] > owner.referral_version:
+        owner.owner_id = data["owner_id"]
+        owner.referral_version = data["referral_version"]
+        owner.updated_at = at
+    return owner
+
+
 def referral_watchers(session: Session, referral: KnownReferral) -> list[str]:
     """Who follows a referral's progress: its sender and the lead of the measure's case."""
     people = [referral.sender_id] if referral.sender_id else []
     if referral.measure_id:
-        measure = session.get(KnownMeasure, referral.measure_id)
-        case = session.get(KnownCase, measure.case_id) if measure else None
+        measure = prefetch.get(session, KnownMeasure, referral.measure_id)
+        case = prefetch.get(session, KnownCase, measure.case_id) if measure else None
         if case and case.lead_person_id:
             people.append(case.lead_person_id)
     return list(dict.fromkeys(people))

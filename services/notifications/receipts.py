@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.notifications import states
-from services.notifications.delivery import SmsPool, publish_outcome, sms_pool
 from services.notifications.models import Message, ProviderRef
+from services.notifications.outcomes import publish_outcome
+from services.notifications.senders import SmsPool, sms_pool
 from shared.db import transaction, utcnow
 from shared.worker import JobContext
 

@@ -28,15 +28,14 @@ from services.notifications.models import (
     RaidAttendee,
 )
 from services.notifications.preferences import Prefs, local_text
-from services.notifications.rules import (
+from services.notifications.recipients import (
     ACTIVE_ATTENDEES,
-    BOTH,
-    EMAIL,
     REFERRAL_ROLES,
     Addressee,
     addressee,
     person,
 )
+from services.notifications.rules import BOTH, EMAIL
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ def _once(
     channels: tuple[str, ...],
     context: Callable[[Prefs], dict[str, object]],
     now: dt.datetime,
+    public_url: str | None = None,
 ) -> list[Message]:
     prefs = preferences.for_person(session, who.person_id)
     try:
@@ -71,6 +71,7 @@ def _once(
                 priority="normal",
                 context=context(prefs),
                 now=now,
+                public_url=public_url,
             )
     except IntegrityError:  # another worker made it first
         return []
@@ -113,6 +114,7 @@ def raid_reminders(session: Session, settings: Settings, now: dt.datetime) -> in
                         session,
                         source=f"reminder:raid:{raid.raid_id}:{raid_day.isoformat()}",
                         who=who, template="raid.reminder", channels=BOTH, context=context, now=now,
+                        public_url=settings.public_url,
                     )
                 )  # fmt: skip
     return made

@@ -134,6 +134,15 @@ class ReceiptOut(Schema):
     state = fields.String(allow_none=True)
 
 
+class BounceOut(Schema):
+    matched = fields.Boolean(
+        metadata={"description": "the DSN names one of our emails and its address"}
+    )
+    message_id = fields.String(allow_none=True)
+    state = fields.String(allow_none=True)
+    action = fields.String(allow_none=True, metadata={"description": "the DSN's Action for it"})
+
+
 class ReceiptUrlOut(Schema):
     url = fields.String()
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from services.notifications.models import MESSAGE_STATES, Message, MessageHistory
 from shared.backoff import backoff_seconds
@@ -51,24 +56,44 @@ def move(
 ) -> MessageHistory:
     """Set ``message.state`` to ``to`` and return the history row to add; raises on an illegal
     move. A new message (state None) starts as queued or held."""
-    current = message.state
-    if to not in MESSAGE_STATES:
-        raise IllegalTransition(f"unknown state {to!r}")
-    if not can_move(current, to):
-        raise IllegalTransition(f"a message cannot go from {current} to {to}")
+    row = transition(message.id, message.state, to, now, provider, detail)
     message.state = to
     if to == "sent":
         message.sent_at = now
     elif to == "delivered":
         message.delivered_at = now
-    return MessageHistory(
-        message_id=message.id,
-        at=now,
-        from_state=current,
-        to_state=to,
-        provider=provider,
-        detail=(detail or None) and detail[:500],
-    )
+    return MessageHistory(**row)
+
+
+def transition(
+    message_id: str,
+    current: str | None,
+    to: str,
+    now: dt.datetime,
+    provider: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """The history row of a legal move, as values for :func:`insert_history` (for code that
+    writes the state itself); raises on an illegal one."""
+    if to not in MESSAGE_STATES:
+        raise IllegalTransition(f"unknown state {to!r}")
+    if not can_move(current, to):
+        raise IllegalTransition(f"a message cannot go from {current} to {to}")
+    return {
+        "message_id": message_id,
+        "at": now,
+        "from_state": current,
+        "to_state": to,
+        "provider": provider,
+        "detail": (detail or None) and detail[:500],
+    }
+
+
+def insert_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Many history rows in one executemany: added as objects one by one, each would be an
+    INSERT with RETURNING of its own (the ORM needs the generated id back)."""
+    if rows:
+        session.execute(insert(MessageHistory), list(rows))
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:

@@ -22,7 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services.notifications import template_defaults
+from services.notifications import prefetch, template_defaults
 from services.notifications.models_templates import TemplateVersion
 from services.notifications.template_defaults.specs import (
     CHANNELS,
@@ -187,7 +187,7 @@ def _check_part(spec: TemplateSpec, channel: str, part: str, source: str) -> lis
     except TemplateSyntaxError as exc:  # e.g. an unknown filter, found when compiling
         return [f"syntax error at line {exc.lineno}: {exc.message}"]
     try:
-        rendered = template.render(spec.sample_context())
+        rendered = template.render(spec.sample_context(channel))
     except SecurityError as exc:
         return [f"unsafe: {exc}"]
     except UndefinedError as exc:
@@ -345,6 +345,9 @@ def _where(key: str, channel: str, language: str) -> list[Any]:
 def active_version(
     session: Session, key: str, channel: str, language: str
 ) -> TemplateVersion | None:
+    cached = prefetch.active_templates(session, lambda: _all_active(session))
+    if cached is not None:
+        return cached.get((key, channel, language))
     stmt = (
         select(TemplateVersion)
         .where(*_where(key, channel, language), TemplateVersion.active.is_(True))
@@ -352,6 +355,15 @@ def active_version(
         .limit(1)
     )
     return session.scalars(stmt).first()
+
+
+def _all_active(session: Session) -> dict[tuple[str, str, str], TemplateVersion]:
+    rows = session.scalars(
+        select(TemplateVersion)
+        .where(TemplateVersion.active.is_(True))
+        .order_by(TemplateVersion.version)
+    )
+    return {(r.key, r.channel, r.language): r for r in rows}  # the newest active wins
 
 
 def current_source(session: Session, key: str, channel: str, language: str) -> tuple[int, Source]:

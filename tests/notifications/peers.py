@@ -380,6 +380,7 @@ class SubmittedPart:
     message_id: str | None
     udh: tuple[int, int, int] | None  # (reference, total, sequence) of a concatenated part
     text: str
+    received_at: float = 0.0  # time.perf_counter() when its submit_sm was read (latency bench)
 
 
 @dataclass
@@ -573,6 +574,7 @@ class SmppPeer:
         return True
 
     def _submit(self, session: _Session, sequence: int, body: bytes) -> None:
+        received_at = time.perf_counter()
         r = _Reader(body)
         r.cstring()  # service_type
         r.byte(), r.byte()
@@ -601,7 +603,7 @@ class SmppPeer:
             message_id = f"{self._ids:08X}"
             part = SubmittedPart(
                 source, destination, esm_class, data_coding, registered, short_message,
-                message_id, udh, text,
+                message_id, udh, text, received_at,
             )  # fmt: skip
             self.parts.append(part)
             self._assemble(part)

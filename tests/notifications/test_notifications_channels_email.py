@@ -270,3 +270,37 @@ def test_build_email_sender_from_settings(tmp_path):
         load_settings("notifications", smtp_env), env={"NOTIFICATIONS_EMAIL_MODE": "test"}
     )
     assert isinstance(test_mode, FolderSender) and test_mode.name == "test"
+
+
+@pytest.mark.parametrize(
+    ("subject", "text", "html", "attachments"),
+    [
+        ("Opora: рейд R-12 завтра", "Рейд R-12\nhttps://opora.test/r/1\n", "<p>Рейд</p>", True),
+        ("ASCII only", "plain ascii\r\nwith CRLF\rand CR\n", None, False),
+        ("Очень длинная тема письма, " * 6, "x" * 1000 + "\n", "<p>" + "ы" * 500 + "</p>", True),
+        ("s", "", None, False),
+    ],
+)
+def test_wire_bytes_are_what_the_stdlib_generator_writes(
+    subject: str, text: str, html: str | None, attachments: bool
+) -> None:
+    """wire_bytes writes parts itself (fast); the stdlib's BytesGenerator is the reference."""
+    import io
+    from email.generator import BytesGenerator
+
+    from services.notifications.channels.email import _WIRE, wire_bytes
+
+    extra = (
+        (
+            Attachment("invite.ics", "text/calendar", ICS),
+            Attachment("a.pdf", "application/pdf", b"%PDF\x00\xff"),
+        )
+        if attachments
+        else ()
+    )
+    message = build_mime(Email("m-1", "a@b.test", subject, text, html, extra), SENDER)
+    reference = io.BytesIO()
+    BytesGenerator(reference, mangle_from_=False, policy=_WIRE).flatten(message)
+    assert wire_bytes(message) == reference.getvalue()
+    parsed = email.message_from_bytes(wire_bytes(message), policy=email.policy.default)
+    assert parsed["Subject"] == subject

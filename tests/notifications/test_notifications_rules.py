@@ -25,6 +25,7 @@ from services.notifications import (
     states,
 )
 from services.notifications.channels.base import PermanentFailure, Sent, Sms, TemporaryFailure
+from services.notifications.channels.sms import segments
 from services.notifications.models import (
     Base,
     KnownCase,
@@ -340,8 +341,13 @@ def test_urgent_signal_goes_by_email_and_sms_at_night_to_the_districts_coordinat
         ("coord-1", "email", "queued"), ("coord-1", "sms", "queued"),
     ]  # fmt: skip
     sms = next(m for m in made if m.channel == "sms")
-    assert data["signal_id"][:8] in sms.text and sms.priority == "urgent"
-    assert "14:00" in sms.text  # 11:00 UTC shown in Moscow time
+    email = next(m for m in made if m.channel == "email")
+    assert data["signal_id"][:8] in (sms.text or "") and sms.priority == "urgent"
+    assert "14:00" in (email.text or "")  # 11:00 UTC shown in Moscow time
+    # the SMS links through a short link and fits one UCS-2 segment
+    assert sms.short_code and f"https://opora.test/r/{sms.short_code}" in (sms.text or "")
+    assert sms.link == f"https://opora.test/signals/{data['signal_id']}"
+    assert segments(sms.text or "").parts == 1
 
 
 def test_the_same_event_twice_makes_no_second_message(session: Session, settings: Any) -> None:
@@ -382,10 +388,31 @@ def test_a_requested_referral_reaches_the_agency_with_a_signed_link_when_it_has_
     made = domain.notify(
         session, settings, "ev-r", "referrals.referral.status_changed", data, at(10, 9)
     )
-    assert sorted(m.channel for m in made) == ["email", "sms"]  # urgent: SMS too
+    assert sorted(m.channel for m in made) == ["email", "sms"]
     email = next(m for m in made if m.channel == "email")
     assert "R-2026-000001" in (email.subject or "")
     assert "https://opora.test/referrals/ref-12345678-aaaa/respond?token=" in (email.text or "")
+    # the SMS carries the signed link too, shortened: one segment, /r/ redirects to it
+    sms = next(m for m in made if m.channel == "sms")
+    assert (sms.text or "").endswith(f"https://opora.test/r/{sms.short_code}")
+    assert (sms.link or "").startswith(
+        "https://opora.test/referrals/ref-12345678-aaaa/respond?token="
+    )
+    assert segments(sms.text or "").parts == 1
+
+
+def test_an_agency_without_a_system_gets_even_a_routine_referral_by_sms(
+    session: Session, settings: Any
+) -> None:
+    readmodels.remember_agencies(
+        session, [event("referrals.agency.created", agency(1, delivery="link"))]
+    )
+    data = referral("requested", None, urgency="routine")
+    readmodels.remember_referral(session, data)
+    made = domain.notify(
+        session, settings, "ev-r", "referrals.referral.status_changed", data, at(10, 9)
+    )
+    assert sorted((m.channel, m.priority) for m in made) == [("email", "normal"), ("sms", "normal")]
 
 
 def test_a_routine_referral_is_email_only_and_later_steps_tell_the_sender(
@@ -524,6 +551,7 @@ def test_retention_purges_bodies_but_keeps_status_and_history(
             None,
             True,
         )
+        assert (message.link, message.short_code) == (None, None)  # the SMS's /r/ link expires
         assert message.state == "queued"
         assert delivery.history_of(session, message.id)
     assert all(m.text for m in fresh)

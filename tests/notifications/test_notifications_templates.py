@@ -27,6 +27,8 @@ CONTRACT_KEYS = {
     "referral.due_soon", "referral.overdue", "referral.escalated", "measure.due_soon",
     "measure.overdue", "signal.urgent", "signal.escalated", "raid.invitation", "raid.updated",
     "raid.cancelled", "raid.reminder", "raid.concern", "digest",
+    "case.approval_decided", "intake.pending", "referral.claimed", "referral.commented",
+    "raid.withdrawn",
 }  # fmt: skip
 
 # A family's personal data as other services hold it; none of it may ever reach a message part
@@ -72,7 +74,7 @@ def personal_context(key: str) -> dict[str, Any]:
 def test_every_key_of_the_contract_has_a_spec_and_defaults_in_both_languages() -> None:
     assert set(tpl.TEMPLATES) == CONTRACT_KEYS
     assert tpl.TEMPLATES["digest"].channels == ("email",)
-    assert len(TARGETS) == 18 * 2 * 2 + 2
+    assert len(TARGETS) == 23 * 2 * 2 + 2
     for spec in tpl.TEMPLATES.values():
         assert spec.description
         for placeholder in spec.placeholders.values():
@@ -118,6 +120,17 @@ def test_every_default_passes_the_save_checks_and_renders_its_samples(
     for part in (out.subject, out.text) if channel == "email" else (out.text,):
         assert part is not None
         assert not numbers or any(n in part for n in numbers), (key, part)
+
+
+@pytest.mark.parametrize("key", [k for k, spec in tpl.TEMPLATES.items() if "sms" in spec.channels])
+def test_every_russian_default_sms_is_one_segment_with_its_short_link(key: str) -> None:
+    """With the link shortened to /r/<code> (on a 24-character public URL) a Russian SMS is one
+    UCS-2 segment of at most 70 characters, half the price of two and never split."""
+    sample = tpl.TEMPLATES[key].sample_context("sms")
+    out = tpl.render_default(key, "sms", "ru", sample)
+    assert "/r/" in out.text
+    info = segments(out.text)
+    assert (info.encoding, info.parts) == ("UCS-2", 1), (key, info.length, out.text)
 
 
 def test_russian_defaults_are_in_russian_and_english_in_english() -> None:
@@ -296,10 +309,10 @@ def test_a_long_sms_is_refused() -> None:
     errors = check(
         "referral.overdue",
         "sms",
-        text="Направление {{ referral_number }} " + "очень " * 12 + "{{ referral_url }}",
+        text="Направление {{ referral_number }} " + "очень " * 18 + "{{ referral_url }}",
     )
     assert errors == {"text": [
-        "an SMS is at most 2 segments; with the sample values this one needs 3 (UCS-2, 169 characters)"
+        "an SMS is at most 2 segments; with the sample values this one needs 3 (UCS-2, 168 characters)"
     ]}  # fmt: skip
 
 

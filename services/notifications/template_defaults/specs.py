@@ -27,8 +27,12 @@ class TemplateSpec:
     placeholders: dict[str, Placeholder]
     channels: tuple[str, ...] = CHANNELS
 
-    def sample_context(self) -> dict[str, Any]:
-        return {name: p.sample for name, p in self.placeholders.items()}
+    def sample_context(self, channel: str = "email") -> dict[str, Any]:
+        """The sample values; an SMS links to its entity through a short link, as it will."""
+        samples = {name: p.sample for name, p in self.placeholders.items()}
+        if channel == "sms":
+            samples.update({name: SHORT_LINK for name in samples if is_entity_link(name)})
+        return samples
 
     def free_text(self) -> frozenset[str]:
         return frozenset(name for name, p in self.placeholders.items() if p.free_text)
@@ -36,6 +40,14 @@ class TemplateSpec:
 
 _URL = "https://opora.example.ru"
 _ID = "3f2a9c1e-8d4b-4e6f-a1b2-c3d4e5f60718"
+SHORT_LINK = f"{_URL}/r/Xk3p9Qa"
+# links that are not the entity a message is about (a calendar file, a signed answer link)
+NOT_LINKS = ("ics_url", "link_url")
+
+
+def is_entity_link(name: str) -> bool:
+    return name.endswith("_url") and name not in NOT_LINKS
+
 
 _CATALOGUE: dict[str, tuple[str, Any]] = {
     "family_number": ("number of the family in the data bank", "F-3A9C01B2D4"),
@@ -70,6 +82,9 @@ _CATALOGUE: dict[str, tuple[str, Any]] = {
     "raid_url": ("link to the raid", f"{_URL}/raids/{_ID}"),
     "ics_url": ("link to the raid's calendar file", f"{_URL}/raids/{_ID}.ics"),
     "changes": ("what changed, as written by the coordinator", "время начала — 10:00"),
+    "decision": ("the approver's decision, as a label", "согласовано"),
+    "candidates": ("how many families of the data bank may be the signal's", 2),
+    "intake_url": ("link to the accepted signal waiting for its family", f"{_URL}/intakes/{_ID}"),
     "date": ("the digest's day", "10.12.2026"),
     "count": ("how many notifications the digest holds", 2),
     "items": (
@@ -94,9 +109,13 @@ _KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "family.registered": ("a family entered the data bank", ("family_number", "category", "district", "family_url")),
     "case.lead_assigned": ("the recipient leads a case now", ("case_number", "family_number", "stage", "case_url")),
     "case.approval_requested": ("a case waits for the recipient's approval", ("case_number", "family_number", "approval_kind", "case_url")),
+    "case.approval_decided": ("the plan or the closing of the recipient's case was decided", ("case_number", "family_number", "approval_kind", "decision", "case_url")),
+    "intake.pending": ("an accepted signal waits for the recipient to choose its family", ("signal_number", "district", "candidates", "intake_url")),
     "access.emergency_granted": ("someone used emergency access to a family's file", ("family_number", "actor", "expires_at", "audit_url")),
     "referral.received": ("an agency received a referral", ("referral_number", "service", "urgency", "due_at", "referral_url", "link_url")),
     "referral.status_changed": ("a referral changed status", ("referral_number", "status", "previous_status", "agency_name", "referral_url")),
+    "referral.claimed": ("a staff member of the agency took a referral on", ("referral_number", "agency_name", "referral_url")),
+    "referral.commented": ("a new comment on a referral's thread (read it in the referral)", ("referral_number", "referral_url")),
     "referral.due_soon": ("a referral is due soon", ("referral_number", "due_at", "referral_url")),
     "referral.overdue": ("a referral is overdue", ("referral_number", "due_at", "days_overdue", "referral_url")),
     "referral.escalated": ("an overdue referral was escalated", ("referral_number", "agency_name", "days_overdue", "referral_url")),
@@ -107,6 +126,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "raid.invitation": ("the recipient is invited to a raid", ("raid_title", "starts_at", "ends_at", "district", "raid_url", "ics_url")),
     "raid.updated": ("a raid the recipient is on changed", ("raid_title", "starts_at", "ends_at", "district", "changes", "raid_url", "ics_url")),
     "raid.cancelled": ("a raid the recipient is on was cancelled", ("raid_title", "starts_at", "district", "raid_url")),
+    "raid.withdrawn": ("the recipient was taken off a raid", ("raid_title", "starts_at", "district", "raid_url")),
     "raid.reminder": ("a raid the recipient is on is tomorrow", ("raid_title", "starts_at", "district", "raid_url")),
     "raid.concern": ("a raid's visit raised an urgent concern", ("raid_title", "family_number", "raid_url")),
     "digest": ("the daily digest of non-urgent notifications", ("date", "count", "items")),
