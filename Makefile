@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast bench lint format clean
+.PHONY: setup run test test-fast chaos bench lint format clean
 
 setup: $(BIN)/opora
 
@@ -21,6 +21,9 @@ test: setup
 
 test-fast: setup
 	$(BIN)/pytest -m "not integration and not fault"
+
+chaos: setup
+	$(BIN)/pytest tests/chaos -m chaos -s
 
 bench: setup
 	$(BIN)/python -m bench.event_bus --json bench/results/event_bus.json $(BENCH_ARGS)

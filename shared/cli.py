@@ -156,6 +156,11 @@ def _print_welcome(data_dir: Path) -> None:
             f"  {service:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"
         )
     click.echo(f"Data, logs and sent emails: {data_dir}")
+    if (data_dir / "demo-keys.txt").exists():
+        click.echo(
+            f"Demo agency systems' API keys: {data_dir / 'demo-keys.txt'} "
+            "(README: 'Walkthrough: one family's story')"
+        )
     click.echo("Get a token:   opora token --role coordinator --sub demo-coordinator")
     click.echo(
         'Try:           curl -H "Authorization: Bearer $(opora token --role coordinator)" '

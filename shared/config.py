@@ -56,12 +56,14 @@ ENV_VARS: dict[str, str] = {
     "REFERRALS_WEBHOOK_MAX_ATTEMPTS": "webhook delivery attempts before it is marked failed (default 10)",
     "REFERRALS_WEBHOOK_BACKOFF_SECONDS": "first webhook retry delay, doubled each attempt with jitter, capped at 6 h (default 30)",
     "REFERRALS_WEBHOOK_TIMEOUT_SECONDS": "timeout of one webhook POST (default 10)",
+    "REFERRALS_WEBHOOK_ALLOW_PRIVATE": "`1` lets webhook URLs point to private, loopback, link-local and other non-public addresses and use plain http in production (tests, closed networks); default: public addresses only, https in production",
     "RAIDS_MIN_AGENCIES": "how many different agencies a raid needs at least (default 2)",
     "RAIDS_SOP_REQUIRED_AGENCY_KINDS": "agency kinds one of which must join a raid with an sop family (default police_pdn; empty: no rule)",
     "RAIDS_RECENT_VISIT_DAYS": "warn when a family was visited by another raid within this many days (default 30)",
     "NOTIFICATIONS_SMS_PROVIDERS": "SMS providers in failover order, comma-separated URLs: `smpp://user:pw@host:2775?source=Opora&rate=20`, `https://gateway/send?token=x&rate=5&callback=<url>`; `?mode=test` on any records instead of sending; unset: one test-mode provider writing to OPORA_DATA_DIR/sms",
     "NOTIFICATIONS_EMAIL_MODE": "`test` writes emails to OPORA_DATA_DIR/mail even with SMTP_HOST set (training and staging set-ups)",
     "NOTIFICATIONS_RETENTION_DAYS": "days after which message bodies are purged; the status record and history stay (default 7)",
+    "NOTIFICATIONS_CLAIM_TIMEOUT_SECONDS": "seconds a message claimed by a worker may stay `sending` before another run sends it again (the worker died or lost its database mid-send; default 600)",
     "PROMETHEUS_MULTIPROC_DIR": "folder for Prometheus multi-process metrics under gunicorn",
 }
 

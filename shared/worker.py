@@ -26,7 +26,7 @@ from shared.db import make_engine, make_sessionmaker, transaction, utcnow
 from shared.events import load_all_event_types
 from shared.logging import correlated
 from shared.messaging import broker
-from shared.messaging.consumer import Consumer, Handlers, RetryPump
+from shared.messaging.consumer import Consumer, Handlers, RetryPump, conn_errors
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Names, declare_topology, is_amqp, system_bindings
 from shared.tables import InfrastructureTables
@@ -153,6 +153,22 @@ class Worker:
                 log.exception("job failed", extra={"job": job.name})
             stop.wait(job.every_seconds)
 
+    def _declare_when_reachable(self, stop: threading.Event) -> bool:
+        """A worker started while the broker is down waits for it instead of exiting with a
+        traceback; False if asked to stop meanwhile."""
+        pause = 1.0
+        while not stop.is_set():
+            try:
+                self.declare()
+                return True
+            except conn_errors() as exc:
+                log.warning(
+                    "broker unreachable; waiting for it", extra={"error": type(exc).__name__}
+                )
+                stop.wait(pause)
+                pause = min(pause * 2, 30.0)
+        return False
+
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
 
@@ -162,7 +178,8 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _graceful)
             signal.signal(signal.SIGINT, _graceful)
-        self.declare()
+        if not self._declare_when_reachable(stop):
+            return
         self.start_background(stop)
         log.info("worker started", extra={"queue": self.names.queue(self.settings.service)})
         self.consumer.run(stop)

@@ -5,6 +5,11 @@ environment names.
 The end-to-end scenario and the fault suite drive the system through this: HTTP to the web
 processes, and SIGKILL/restart of any process by name (``registry-web``, ``notifications-worker``).
 Output of each process goes to ``<log_dir>/<name>.log``, which a failing test can print.
+
+``supervise()`` restarts a process that exits on its own, as production's restart policy does
+(``restart: unless-stopped``): a worker started while the broker is down gives up declaring
+its queues and exits, and comes back once the broker does. A process a test crashed on purpose
+(``crash``) stays down until ``recover``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -71,6 +77,12 @@ class Processes:
                 self.commands[f"{service}-{WORKER}{suffix}"] = [WORKER, service]
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = dict.fromkeys(self.commands, 0)
+        self.exits: list[tuple[str, int, float]] = []
+        """Processes that exited on their own: (name, return code, monotonic time)."""
+        self._held: set[str] = set()
+        self._lock = threading.RLock()
+        self._supervisor: threading.Thread | None = None
+        self._supervising = threading.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -79,6 +91,7 @@ class Processes:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop_supervising()
         self.stop_all()
 
     def start_all(self, timeout: float = 90) -> None:
@@ -87,19 +100,20 @@ class Processes:
         self.wait_ready(timeout=timeout)
 
     def start(self, name: str) -> None:
-        if name in self.running and self.running[name].poll() is None:
-            return
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.running[name] = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *self.commands[name]],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.starts[name] += 1
+        with self._lock:
+            if name in self.running and self.running[name].poll() is None:
+                return
+            log = (self.log_dir / f"{name}.log").open("ab")
+            self.running[name] = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", *self.commands[name]],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            self.starts[name] += 1
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group: gunicorn's workers die with their arbiter."""
@@ -114,10 +128,49 @@ class Processes:
             proc.wait(timeout=30)
 
     def restart(self, name: str) -> None:
-        self.kill(name)
-        self.start(name)
+        with self._lock:
+            self.kill(name)
+            self.start(name)
+
+    def crash(self, name: str) -> None:
+        """SIGKILL, and keep it down (the supervisor leaves it) until :meth:`recover`."""
+        with self._lock:
+            self._held.add(name)
+            self.kill(name)
+
+    def recover(self, name: str) -> None:
+        with self._lock:
+            self._held.discard(name)
+            self.start(name)
+
+    def supervise(self, interval: float = 0.5) -> None:
+        """Restart, in a background thread, any process that exits on its own."""
+        if self._supervisor is not None:
+            return
+        self._supervising.set()
+
+        def watch() -> None:
+            while self._supervising.is_set():
+                with self._lock:
+                    for name, proc in list(self.running.items()):
+                        code = proc.poll()
+                        if code is None or name in self._held:
+                            continue
+                        self.exits.append((name, code, time.monotonic()))
+                        self.start(name)
+                time.sleep(interval)
+
+        self._supervisor = threading.Thread(target=watch, name="supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop_supervising(self) -> None:
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+            self._supervisor = None
 
     def stop_all(self, timeout: float = 20) -> None:
+        self.stop_supervising()
         for name in list(self.running):
             self.kill(name, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -159,6 +212,25 @@ class Processes:
             if pending and time.monotonic() > deadline:
                 tails = "\n".join(self.log_tail(f"{s}-{WEB}") for s in pending)
                 raise TimeoutError(f"not ready after {timeout}s: {sorted(pending)}\n{tails}")
+            if pending:
+                time.sleep(0.2)
+
+    def wait_alive(self, services: Iterable[str] | None = None, timeout: float = 60) -> None:
+        """Until every web process answers /healthz (the process serves; unlike /readyz, this
+        holds while the broker or the database is down)."""
+        pending = set(services or self.services)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for service in list(pending):
+                try:
+                    with urllib.request.urlopen(self.url(service) + "/healthz", timeout=2) as r:
+                        if r.status == 200:
+                            pending.discard(service)
+                except (urllib.error.URLError, OSError):
+                    pass
+            if pending and time.monotonic() > deadline:
+                tails = "\n".join(self.log_tail(f"{s}-{WEB}") for s in pending)
+                raise TimeoutError(f"not alive after {timeout}s: {sorted(pending)}\n{tails}")
             if pending:
                 time.sleep(0.2)
 
