@@ -196,41 +196,38 @@ class Processes:
 
     def wait_ready(self, services: Iterable[str] | None = None, timeout: float = 90) -> None:
         """Until every web process answers /readyz with 200 (database and broker reachable)."""
+        self._wait_for("/readyz", "ready", services, timeout, exited_fails=True)
+
+    def wait_alive(self, services: Iterable[str] | None = None, timeout: float = 60) -> None:
+        """Until every web process answers /healthz (the process serves; unlike /readyz, this
+        holds while the broker or the database is down)."""
+        self._wait_for("/healthz", "alive", services, timeout, exited_fails=False)
+
+    def _wait_for(
+        self,
+        path: str,
+        what: str,
+        services: Iterable[str] | None,
+        timeout: float,
+        *,
+        exited_fails: bool,
+    ) -> None:
         pending = set(services or self.services)
         deadline = time.monotonic() + timeout
         while pending:
             for service in list(pending):
                 name = f"{service}-{WEB}"
-                if name in self.running and self.running[name].poll() is not None:
+                if exited_fails and name in self.running and self.running[name].poll() is not None:
                     raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
                 try:
-                    with urllib.request.urlopen(self.url(service) + "/readyz", timeout=2) as r:
+                    with urllib.request.urlopen(self.url(service) + path, timeout=2) as r:
                         if r.status == 200:
                             pending.discard(service)
                 except (urllib.error.URLError, OSError):
                     pass
             if pending and time.monotonic() > deadline:
                 tails = "\n".join(self.log_tail(f"{s}-{WEB}") for s in pending)
-                raise TimeoutError(f"not ready after {timeout}s: {sorted(pending)}\n{tails}")
-            if pending:
-                time.sleep(0.2)
-
-    def wait_alive(self, services: Iterable[str] | None = None, timeout: float = 60) -> None:
-        """Until every web process answers /healthz (the process serves; unlike /readyz, this
-        holds while the broker or the database is down)."""
-        pending = set(services or self.services)
-        deadline = time.monotonic() + timeout
-        while pending:
-            for service in list(pending):
-                try:
-                    with urllib.request.urlopen(self.url(service) + "/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            pending.discard(service)
-                except (urllib.error.URLError, OSError):
-                    pass
-            if pending and time.monotonic() > deadline:
-                tails = "\n".join(self.log_tail(f"{s}-{WEB}") for s in pending)
-                raise TimeoutError(f"not alive after {timeout}s: {sorted(pending)}\n{tails}")
+                raise TimeoutError(f"not {what} after {timeout}s: {sorted(pending)}\n{tails}")
             if pending:
                 time.sleep(0.2)
 

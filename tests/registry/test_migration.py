@@ -5,11 +5,7 @@ the one list (on SQLite and on the real PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from shared import db
@@ -116,25 +112,6 @@ def test_upgrade_to_0003_backfills_the_address_history(tmp_path) -> None:  # typ
         ("f1", "2023-01-10", "D1", "ул. Лесная", "3"),
         ("f2", "2024-05-01", "D2", None, None),
     ]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind the registry runs on; PostgreSQL's is made for the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"opora_migration_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 AGREEMENTS = sa.table(
