@@ -324,8 +324,10 @@ def add_rule(session: Session, data: dict[str, Any], by: str, now: dt.datetime) 
 # --- consents ----------------------------------------------------------------------------------
 
 
-def remember_agreement(session: Session, data: dict[str, Any]) -> None:
-    """Upsert an agreement (the registry re-publishes one when it changes)."""
+def remember_agreement(session: Session, data: dict[str, Any]) -> Consent:
+    """Upsert an agreement (the registry re-publishes one when it changes). A withdrawal stays
+    whichever of the two events comes first: ``registry.agreement.withdrawn`` carries the whole
+    agreement too."""
     consent = session.get(Consent, data["agreement_id"]) or Consent(
         agreement_id=data["agreement_id"]
     )
@@ -335,12 +337,15 @@ def remember_agreement(session: Session, data: dict[str, Any]) -> None:
     consent.valid_until = data["valid_until"]
     consent.data_processing = data["consent_data_processing"]
     consent.share_with = list(data["share_with"])
+    if data.get("withdrawn_at") is not None:
+        consent.withdrawn_at = consent.withdrawn_at or data["withdrawn_at"]
     session.add(consent)
+    return consent
 
 
 # Built once: checked for every referral sent.
 _CURRENT_CONSENT = (
-    select(Consent.data_processing, Consent.share_with)
+    select(Consent.data_processing, Consent.share_with, Consent.withdrawn_at)
     .where(
         Consent.family_id == bindparam("family_id"),
         Consent.signed_on <= bindparam("on"),
@@ -352,10 +357,11 @@ _CURRENT_CONSENT = (
 
 
 def has_consent(session: Session, family_id: str, agency_kind: str, on: dt.date) -> bool:
-    """The newest agreement in force decides: a family may narrow its consent later."""
+    """The newest agreement in force decides: a family may narrow its consent later, or
+    withdraw it (then no older agreement comes back into force)."""
     if agency_kind in CONSENT_EXEMPT:
         return True
     current = session.execute(_CURRENT_CONSENT, {"family_id": family_id, "on": on}).first()
-    if current is None or not current.data_processing:
+    if current is None or not current.data_processing or current.withdrawn_at is not None:
         return False
     return agency_kind in current.share_with

@@ -1,7 +1,7 @@
 """Events the referrals service consumes, and its periodic jobs.
 
 ``registry.measure.assigned`` and raids' ``followup.requested`` become referrals (once each);
-``registry.agreement.recorded`` feeds the consent read model and the registry's family events
+``registry.agreement.recorded`` and ``.withdrawn`` feed the consent read model and the registry's family events
 the number and district of families. Jobs: the signal escalation and the referral SLA check
 (overdue reminders, escalations) every minute; webhook deliveries every few seconds; the queues
 of agencies that connect over AMQP declared every minute. A second consumer reads the agency
@@ -27,7 +27,8 @@ def measure_assigned(session: Session, event: Event) -> None:
 
 
 @handlers.on("registry.agreement.recorded")
-def agreement_recorded(session: Session, event: Event) -> None:
+@handlers.on("registry.agreement.withdrawn")
+def agreement_changed(session: Session, event: Event) -> None:
     directory.remember_agreement(session, event.data)
 
 

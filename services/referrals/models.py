@@ -119,6 +119,8 @@ class Consent(Base):
     data_processing: Mapped[bool] = mapped_column(Boolean)
     share_with: Mapped[list[str]] = mapped_column(JSON)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the family withdrew it: none of its consents holds from then on
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Referral(Base):

@@ -44,6 +44,7 @@ from services.registry.schemas_cases import (
     OverdueSummaryArgs,
     OverdueSummaryOut,
     StageIn,
+    WithdrawalIn,
 )
 from shared.auth.policy import require
 from shared.auth.roles import COORDINATOR
@@ -113,6 +114,20 @@ def list_agreements(case_id: str) -> Any:
         )
         .all()
     )
+
+
+@cases.route("/agreements/<agreement_id>/withdrawal", methods=["POST"])
+@cases.arguments(WithdrawalIn)
+@cases.response(200, AgreementOut)
+@require(*CASEWORK)
+@idempotent
+def withdraw_agreement(data: dict[str, Any], agreement_id: str) -> Any:
+    """The family withdraws its agreement, with the reason: every consent it gave ends now
+    (agencies lose access to the family; referrals is told by `registry.agreement.withdrawn`)."""
+    session = db_session()
+    agreement = domain_cases.get_agreement(session, agreement_id)
+    _case(agreement.case_id, "update", ["agreement"])
+    return domain_cases.withdraw_agreement(session, agreement, data["reason"])
 
 
 @cases.route("/cases/<case_id>/approvals", methods=["POST"])

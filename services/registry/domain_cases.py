@@ -289,17 +289,56 @@ def record_agreement(
     )
     session.add(agreement)
     session.flush()
+    events.publish(session, "registry.agreement.recorded", agreement_event(agreement, case))
+    return agreement
+
+
+def agreement_event(agreement: Agreement, case: Case) -> dict[str, Any]:
+    return {
+        "agreement_id": agreement.id,
+        "case_id": case.id,
+        "family_id": case.family_id,
+        "signed_on": agreement.signed_on.isoformat(),
+        "valid_until": agreement.valid_until.isoformat(),
+        "consent_data_processing": agreement.consent_data_processing,
+        "share_with": agreement.share_with,
+    }
+
+
+def get_agreement(session: Session, agreement_id: str) -> Agreement:
+    agreement = session.get(Agreement, agreement_id)
+    if agreement is None:
+        raise NotFound(f"no agreement {agreement_id}")
+    return agreement
+
+
+def withdraw_agreement(
+    session: Session,
+    agreement: Agreement,
+    reason: str,
+    *,
+    by: str | None = None,
+    now: dt.datetime | None = None,
+) -> Agreement:
+    """The family withdraws its agreement: every consent it gave ends at once (agencies lose
+    their access, referrals stops sending). The event carries the whole agreement, so a
+    consumer that has not yet seen it recorded still knows what ended."""
+    case = get_case(session, agreement.case_id)
+    require_open(case)
+    if agreement.withdrawn_at is not None:
+        raise Conflict("the agreement is already withdrawn")
+    if not reason.strip():
+        raise RuleViolation("say why the agreement is withdrawn", errors={"reason": ["required"]})
+    agreement.withdrawn_at = now or utcnow()
+    agreement.withdrawn_by = actor(by)
+    agreement.withdrawal_reason = reason.strip()
     events.publish(
         session,
-        "registry.agreement.recorded",
+        "registry.agreement.withdrawn",
         {
-            "agreement_id": agreement.id,
-            "case_id": case.id,
-            "family_id": case.family_id,
-            "signed_on": agreement.signed_on.isoformat(),
-            "valid_until": agreement.valid_until.isoformat(),
-            "consent_data_processing": agreement.consent_data_processing,
-            "share_with": agreement.share_with,
+            **agreement_event(agreement, case),
+            "withdrawn_at": agreement.withdrawn_at.isoformat(),
+            "reason": agreement.withdrawal_reason,
         },
     )
     return agreement

@@ -161,6 +161,18 @@ class AgreementRecordedV1(Schema):
     share_with = fields.List(AgencyKind(), required=True)
 
 
+@event_schema("registry.agreement.withdrawn", 1)
+class AgreementWithdrawnV1(AgreementRecordedV1):
+    """The family withdrew its agreement: from ``withdrawn_at`` none of its consents holds, and
+    no older agreement comes back into force. The whole agreement comes along, so a consumer
+    that sees the withdrawal before the recording still knows what ended; ``reason`` is the
+    lead specialist's note (no family member's data), for referrals to withdraw open referrals
+    with."""
+
+    withdrawn_at = fields.AwareDateTime(required=True, format="iso")
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
 class MeasureSchema(Schema):
     measure_id = fields.String(required=True)
     case_id = fields.String(required=True)

@@ -83,7 +83,9 @@ class LeadAssignment(Base):
 
 
 class Agreement(Base):
-    """The family's signed agreement, with the kinds of agencies its data may be shared with."""
+    """The family's signed agreement, with the kinds of agencies its data may be shared with.
+    A newer one replaces it; the family may withdraw it (``withdrawn_at``), which ends every
+    consent it gave."""
 
     __tablename__ = "agreements"
 
@@ -95,6 +97,9 @@ class Agreement(Base):
     share_with: Mapped[list[str]] = mapped_column(JSON)
     recorded_by: Mapped[str] = mapped_column(String(120))
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(120))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Measure(Base):

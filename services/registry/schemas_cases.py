@@ -69,6 +69,19 @@ class AgreementOut(AgreementIn):
     case_id = fields.String()
     recorded_by = fields.String()
     recorded_at = fields.DateTime()
+    withdrawn_at = fields.DateTime(
+        allow_none=True, metadata={"description": "set when the family withdrew the agreement"}
+    )
+    withdrawn_by = fields.String(allow_none=True)
+    withdrawal_reason = fields.String(allow_none=True)
+
+
+class WithdrawalIn(Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"description": "why the agreement ends (no family member's personal data)"},
+    )
 
 
 class ApprovalIn(Schema):

@@ -17,6 +17,7 @@ from services.referrals.domain import STATUSES, TRANSITIONS, Actor, check_transi
 from services.referrals.models import Base, Referral, tables
 from shared.config import ConfigError
 from shared.errors import Conflict, Forbidden, RuleViolation
+from shared.events import Event, build_envelope, load_all_event_types, parse_envelope
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 LEGAL = sorted((a, b) for a in STATUSES for b in TRANSITIONS[a])
@@ -397,3 +398,44 @@ def test_sla_hours_are_configurable_and_checked() -> None:
     for bad in ("purple=1", "red=soon", "red=0"):
         with pytest.raises(ConfigError):
             signals.SignalRules.from_env({"REFERRALS_SIGNAL_SLA_HOURS": bad})
+
+
+def _agreement_event(name: str, **extra: object) -> Event:
+    """An agreement event as the registry publishes it and the consumer loads it."""
+    data = {
+        "agreement_id": "agr-w",
+        "case_id": "case-1",
+        "family_id": "fam-1",
+        "signed_on": (NOW.date() - dt.timedelta(days=10)).isoformat(),
+        "valid_until": (NOW.date() + dt.timedelta(days=300)).isoformat(),
+        "consent_data_processing": True,
+        "share_with": ["school"],
+        **extra,
+    }
+    load_all_event_types()
+    envelope = build_envelope(name, data, producer="registry", correlation_id="t")
+    return parse_envelope(json.dumps(envelope).encode())
+
+
+@pytest.mark.parametrize("withdrawal_first", [False, True])
+def test_a_withdrawn_agreement_ends_consent_whichever_event_comes_first(
+    session: Session, withdrawal_first: bool
+) -> None:
+    from services.referrals.handlers import handlers
+
+    recorded = _agreement_event("registry.agreement.recorded")
+    withdrawn = _agreement_event(
+        "registry.agreement.withdrawn",
+        withdrawn_at=NOW.isoformat(),
+        reason="Семья отозвала согласие",
+    )
+    older = dict(
+        recorded.data, agreement_id="agr-old", signed_on=NOW.date() - dt.timedelta(days=60)
+    )
+    directory.remember_agreement(session, older)  # replaced by agr-w, and it stays replaced
+    order = [withdrawn, recorded] if withdrawal_first else [recorded, withdrawn]
+    for event in [*order, recorded]:  # a late duplicate of the recording too
+        handlers.find(event)(session, event)
+        session.flush()
+    assert not directory.has_consent(session, "fam-1", "school", NOW.date())
+    assert directory.has_consent(session, "fam-1", "family_centre", NOW.date())

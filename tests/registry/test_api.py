@@ -305,3 +305,44 @@ def test_admins_extend_the_problem_catalogue(embedded_system: System) -> None:
     assert {"gambling", "alcohol_abuse", "truancy"} <= codes
     assert admin.delete("/catalogues/problem/gambling").status_code == 204
     assert admin.delete("/catalogues/problem/debts").status_code == 404
+
+
+def test_an_agreement_is_withdrawn_once_with_a_reason_and_referrals_is_told(
+    embedded_system: System,
+) -> None:
+    from services.registry.models import tables as table
+
+    family = register(embedded_system)
+    case = case_of(embedded_system, family["id"])
+    lead = client(embedded_system, "lead_specialist")
+    agreement = lead.post(
+        f"/cases/{case['id']}/agreements",
+        json={
+            "signed_on": TODAY.isoformat(),
+            "valid_until": (TODAY + dt.timedelta(days=365)).isoformat(),
+            "consent_data_processing": True,
+            "share_with": ["school"],
+        },
+    ).get_json()
+    url = f"/agreements/{agreement['id']}/withdrawal"
+    school = client(embedded_system, "agency_staff", agency="school-1")
+    assert school.post(url, json={"reason": "Семья отозвала согласие"}).status_code == 403
+    blank = lead.post(url, json={"reason": "   "})
+    assert blank.status_code == 422 and "reason" in blank.get_json()["errors"]
+    done = lead.post(url, json={"reason": "Семья отозвала согласие"})
+    assert done.status_code == 200, done.get_json()
+    assert (
+        done.get_json()["withdrawn_at"]
+        and done.get_json()["withdrawn_by"] == "test-lead_specialist"
+    )
+    assert lead.post(url, json={"reason": "ещё раз"}).status_code == 409
+    assert lead.post("/agreements/nope/withdrawal", json={"reason": "x"}).status_code == 404
+    listed = lead.get(f"/cases/{case['id']}/agreements").get_json()
+    assert listed[0]["withdrawal_reason"] == "Семья отозвала согласие"
+    with embedded_system.session("registry") as session:
+        bodies = [json.loads(b) for b in session.scalars(select(table.outbox.c.body))]
+    withdrawn = [e["data"] for e in bodies if e["type"] == "registry.agreement.withdrawn"]
+    assert len(withdrawn) == 1
+    assert withdrawn[0]["agreement_id"] == agreement["id"]
+    assert withdrawn[0]["share_with"] == ["school"]
+    assert withdrawn[0]["reason"] == "Семья отозвала согласие"
