@@ -87,13 +87,16 @@ def create_referral(data: dict[str, Any]) -> Any:
 @referrals.response(200, ReferralPage)
 @require(*EVERYONE)
 def list_referrals(args: dict[str, Any]) -> Any:
-    """Newest change first; an agency sees only the referrals addressed to it."""
+    """Newest change first; an agency sees only the referrals addressed to it. ``measure_id``
+    finds the referrals of a case's plan measures (the case workspace shows their answers)."""
     stmt = _scoped(select(Referral), actor()).order_by(
         Referral.updated_at.desc(), Referral.id.desc()
     )
     for name in ("status", "agency_id", "family_id"):
         if args.get(name):
             stmt = stmt.where(getattr(Referral, name) == args[name])
+    if args.get("measure_id"):
+        stmt = stmt.where(Referral.measure_id.in_(args["measure_id"]))
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
     audit.record(
         db_session(), tables, action="list", entity="referral", entity_id=None, fields=["family_id"]

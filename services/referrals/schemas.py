@@ -231,6 +231,14 @@ class ReferralArgs(PageArgs):
     status = fields.String(validate=validate.OneOf(STATUSES))
     agency_id = fields.String()
     family_id = fields.String()
+    measure_id = fields.List(
+        fields.String(validate=validate.Length(min=1, max=36)),
+        validate=validate.Length(max=100),
+        metadata={
+            "description": "the referrals made from these plan measures (repeat the parameter "
+            "for several: a case's plan in one call)"
+        },
+    )
 
 
 ReferralPage = page_schema(ReferralOut)

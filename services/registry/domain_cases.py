@@ -164,21 +164,38 @@ def latest_agreement(session: Session, case: Case) -> Agreement | None:
     )
 
 
-def _missing_for(session: Session, case: Case, stage: str, on: dt.date) -> list[str]:
-    missing: list[str] = []
+# The stage that comes next in the technology; ``final`` may also go back to ``support``.
+NEXT_STAGE = {"preparatory": "support", "support": "final", "final": "closed"}
+
+
+def missing_for(session: Session, case: Case, stage: str, on: dt.date) -> list[tuple[str, str]]:
+    """What the case lacks to enter ``stage``: (code, sentence) pairs. The refusal of a stage
+    change gives the sentences; the case's ``next_stage`` gives the codes (the console labels
+    them), so the two never disagree."""
+    missing: list[tuple[str, str]] = []
     if stage == "support":
         agreement = latest_agreement(session, case)
         if agreement is None:
-            missing.append("an agreement with the family is recorded")
+            missing.append(("agreement", "an agreement with the family is recorded"))
         else:
             if not agreement.consent_data_processing:
-                missing.append("the agreement has the family's consent to data processing")
+                missing.append(
+                    (
+                        "agreement_consent",
+                        "the agreement has the family's consent to data processing",
+                    )
+                )
             if agreement.valid_until < on:
-                missing.append(f"the agreement is valid (it expired on {agreement.valid_until})")
+                missing.append(
+                    (
+                        "agreement_valid",
+                        f"the agreement is valid (it expired on {agreement.valid_until})",
+                    )
+                )
         if plan_size(session, case) == 0:
-            missing.append("the support plan has at least one measure")
+            missing.append(("plan_measure", "the support plan has at least one measure"))
         if case.plan_approved_at is None:
-            missing.append("the support plan is approved by the coordinator")
+            missing.append(("plan_approved", "the support plan is approved by the coordinator"))
     elif stage == "final":
         unfinished = session.scalar(
             select(func.count())
@@ -187,16 +204,37 @@ def _missing_for(session: Session, case: Case, stage: str, on: dt.date) -> list[
         )
         if unfinished:
             missing.append(
-                f"every measure is done, not done with a reason, or cancelled ({unfinished} still open)"
+                (
+                    "measures_finished",
+                    "every measure is done, not done with a reason, or cancelled "
+                    f"({unfinished} still open)",
+                )
             )
     elif stage == "closed":
         if not (case.analysis or "").strip():
-            missing.append("an analysis of the work is recorded")
+            missing.append(("analysis", "an analysis of the work is recorded"))
         if not case.outcome:
-            missing.append("an outcome is recorded")
+            missing.append(("outcome", "an outcome is recorded"))
         if not case.decision_ref:
-            missing.append("the coordinator approved the closing with the decision's reference")
+            missing.append(
+                (
+                    "closing_approved",
+                    "the coordinator approved the closing with the decision's reference",
+                )
+            )
     return missing
+
+
+def next_stage(session: Session, case: Case, on: dt.date | None = None) -> dict[str, Any] | None:
+    """The stage the case goes to next and the codes of what it still lacks for it (empty: it
+    may move now); None for a closed case."""
+    if case.closed_on is not None or case.stage not in NEXT_STAGE:
+        return None
+    stage = NEXT_STAGE[case.stage]
+    return {
+        "stage": stage,
+        "missing": [code for code, _ in missing_for(session, case, stage, on or today())],
+    }
 
 
 def change_stage(
@@ -211,7 +249,7 @@ def change_stage(
             errors={"stage": [f"one of: {', '.join(allowed)}"]},
         )
     when = on or today()
-    missing = _missing_for(session, case, stage, when)
+    missing = [sentence for _, sentence in missing_for(session, case, stage, when)]
     if missing:
         raise RuleViolation(
             f"the case cannot enter {stage}: " + "; ".join(missing), errors={"stage": missing}

@@ -6,7 +6,9 @@ import datetime as dt
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy.orm import object_session
 
+from services.registry.domain_cases import next_stage
 from services.registry.models import (
     ASSESSMENT_DOMAINS,
     CONTACT_LOG_KINDS,
@@ -18,6 +20,18 @@ from shared.agencies import AGENCY_KINDS
 from shared.http import PageArgs, page_schema
 
 KIND_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,59}$")
+
+
+class NextStageOut(Schema):
+    stage = fields.String(metadata={"description": "the stage the case goes to next"})
+    missing = fields.List(
+        fields.String(),
+        metadata={
+            "description": "codes of what the case lacks for it (empty: it may move now): "
+            "agreement, agreement_consent, agreement_valid, plan_measure, plan_approved, "
+            "measures_finished, analysis, outcome, closing_approved"
+        },
+    )
 
 
 class CaseOut(Schema):
@@ -37,6 +51,18 @@ class CaseOut(Schema):
     plan_approved_at = fields.DateTime(allow_none=True)
     plan_approved_by = fields.String(allow_none=True)
     version = fields.Integer()
+    next_stage = fields.Method(
+        "_next_stage",
+        metadata={
+            "description": "null when closed; else {stage, missing}: the same rule that refuses "
+            "a stage change"
+        },
+    )
+
+    def _next_stage(self, case: Any) -> dict[str, Any] | None:
+        session = object_session(case)
+        upcoming = None if session is None else next_stage(session, case)
+        return None if upcoming is None else NextStageOut().dump(upcoming)
 
 
 class CaseOpenIn(Schema):

@@ -330,3 +330,30 @@ def test_an_unrouted_draft_is_addressed_and_sent(embedded_system: System) -> Non
     assert sent.status_code == 200 and sent.get_json()["status"] == "requested"
     again = specialist.put(f"/referrals/{draft['id']}/agency", json={"agency_id": "school-2"})
     assert again.status_code == 409
+
+
+def test_referrals_are_found_by_the_plan_measures_they_came_from(embedded_system: System) -> None:
+    """The case workspace shows each agency measure's referral: one call for the whole plan."""
+    setup_agencies(embedded_system)
+    consent(embedded_system)
+    specialist = client(embedded_system, "lead_specialist", subject="spec-1")
+    made = {}
+    for measure in ("m-1", "m-2", None):
+        body = {**REFERRAL, "agency_id": "school-1", "measure_id": measure}
+        answer = specialist.post("/referrals", json=body)
+        assert answer.status_code == 201, answer.get_json()
+        made[measure] = answer.get_json()["id"]
+
+    both = specialist.get("/referrals?measure_id=m-1&measure_id=m-2").get_json()
+    assert {r["id"] for r in both["items"]} == {made["m-1"], made["m-2"]}
+    one = specialist.get("/referrals?measure_id=m-2").get_json()
+    assert [(r["id"], r["measure_id"]) for r in one["items"]] == [(made["m-2"], "m-2")]
+    assert specialist.get("/referrals?measure_id=m-9").get_json()["total"] == 0
+    other_agency = client(embedded_system, "agency_staff", agency="school-2")
+    assert other_agency.get("/referrals?measure_id=m-1").get_json()["total"] == 0
+    addressed = client(embedded_system, "agency_staff", agency="school-1")
+    assert addressed.get("/referrals?measure_id=m-1").get_json()["total"] == 1
+
+    too_many = "&".join(f"measure_id=m-{n}" for n in range(101))
+    refused = specialist.get(f"/referrals?{too_many}")
+    assert refused.status_code == 422 and "measure_id" in refused.get_json()["errors"]

@@ -127,6 +127,10 @@ def test_case_through_support_over_http(embedded_system: System) -> None:
     family = register(embedded_system)
     case = case_of(embedded_system, family["id"])
     lead = client(embedded_system, "lead_specialist")
+    assert case["next_stage"] == {
+        "stage": "support",
+        "missing": ["agreement", "plan_measure", "plan_approved"],
+    }
     refused = lead.post(f"/cases/{case['id']}/stage", json={"stage": "support"})
     assert refused.status_code == 422
     assert len(refused.get_json()["errors"]["stage"]) == 3
@@ -147,8 +151,11 @@ def test_case_through_support_over_http(embedded_system: System) -> None:
         f"/approvals/{approval['id']}/decision", json={"decision": "approve"}
     )
     assert decided.status_code == 200 and decided.get_json()["state"] == "approved"
+    ready = lead.get(f"/cases/{case['id']}").get_json()
+    assert ready["next_stage"] == {"stage": "support", "missing": []}
     moved = lead.post(f"/cases/{case['id']}/stage", json={"stage": "support"})
     assert moved.status_code == 200 and moved.get_json()["stage"] == "support"
+    assert moved.get_json()["next_stage"] == {"stage": "final", "missing": ["measures_finished"]}
     log = lead.post(
         f"/cases/{case['id']}/contacts",
         json={"occurred_on": TODAY.isoformat(), "kind": "counselling_family", "note": "беседа"},

@@ -211,6 +211,61 @@ def test_a_family_reported_again_gets_a_new_case_counted_as_reentry(session: Ses
     assert outbox(session, "registry.family.updated")[-1]["data"]["removed"] is False
 
 
+def test_next_stage_says_what_is_missing_with_the_rule_that_refuses_the_move(
+    session: Session,
+) -> None:
+    """The case's ``next_stage`` and a refused stage change come from one rule: as many codes
+    as sentences at every step, and none once the move is allowed."""
+
+    def both(stage: str) -> tuple[list[str], list[str]]:
+        upcoming = domain_cases.next_stage(session, case)
+        assert upcoming is not None and upcoming["stage"] == stage
+        try:
+            with session.begin_nested():
+                domain_cases.change_stage(session, case, stage)
+        except RuleViolation as refused:
+            return upcoming["missing"], (refused.errors or {})["stage"]
+        return upcoming["missing"], []
+
+    family, case = new_case(session)
+    assert domain_cases.next_stage(session, case) == {
+        "stage": "support",
+        "missing": ["agreement", "plan_measure", "plan_approved"],
+    }
+    agreement(
+        session,
+        case,
+        signed_on=TODAY - dt.timedelta(days=400),
+        valid_until=TODAY - dt.timedelta(days=1),
+        consent_data_processing=False,
+    )
+    codes, sentences = both("support")
+    assert codes == ["agreement_consent", "agreement_valid", "plan_measure", "plan_approved"]
+    assert len(sentences) == len(codes) and "expired" in sentences[1]
+    agreement(session, case)
+    open_measure = measure(session, case)
+    approve_plan(session, case)
+    assert both("support") == ([], [])
+    assert case.stage == "support"
+    codes, sentences = both("final")
+    assert codes == ["measures_finished"] and "1 still open" in sentences[0]
+    domain_plan.update_measure(session, open_measure, {"status": "done"})
+    assert both("final") == ([], [])
+    codes, sentences = both("closed")
+    assert codes == ["analysis", "outcome", "closing_approved"] and len(sentences) == 3
+    domain_cases.record_closing(session, case, analysis="работа проведена", outcome="improvement")
+    assert domain_cases.next_stage(session, case) == {
+        "stage": "closed",
+        "missing": ["closing_approved"],
+    }
+    approval = domain_approvals.request_approval(session, case, "closing", by="spec-1")
+    domain_approvals.decide_approval(
+        session, approval, approve=True, decision_ref="КДН № 1/1", by="coord"
+    )
+    assert case.stage == "closed" and domain_cases.next_stage(session, case) is None
+    assert not family.in_bank
+
+
 def test_stage_moves_outside_the_technology_are_refused(session: Session) -> None:
     _, case = new_case(session)
     with pytest.raises(RuleViolation) as info:
