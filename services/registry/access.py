@@ -186,13 +186,30 @@ def end_glass(session: Session, grant: GlassBreak, *, now: dt.datetime | None = 
     return True
 
 
+def grants_scope() -> str | None:
+    """Whose emergency accesses the current principal may list: everyone's for a coordinator
+    (None), one's own for agency staff."""
+    principal = current_principal()
+    if principal.has_role(COORDINATOR):
+        return None
+    if principal.has_role(AGENCY_STAFF):
+        return principal.subject
+    raise Forbidden("emergency accesses are listed for coordinators and their grantees")
+
+
 def grants(
-    *, active: bool | None = None, since: dt.datetime | None = None, now: dt.datetime | None = None
+    *,
+    active: bool | None = None,
+    since: dt.datetime | None = None,
+    subject: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Select[Any]:
-    """Emergency accesses for the coordinator, newest first: ``active`` only those in force,
-    ``since`` those granted from then on (the recent ones)."""
+    """Emergency accesses, newest first: ``active`` only those in force, ``since`` those granted
+    from then on (the recent ones), ``subject`` only that person's."""
     now = now or utcnow()
     stmt = select(GlassBreak)
+    if subject is not None:
+        stmt = stmt.where(GlassBreak.subject == subject)
     in_force = (GlassBreak.ended_at.is_(None)) & (GlassBreak.expires_at > now)
     if active is True:
         stmt = stmt.where(in_force)

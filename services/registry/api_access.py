@@ -79,11 +79,14 @@ def delete_glass(family_id: str, grant_id: str) -> Any:
 @emergency.route("/break-glass", methods=["GET"])
 @emergency.arguments(GlassArgs, location="query")
 @emergency.response(200, page_schema(GlassGrantOut))
-@require(COORDINATOR)
+@require(COORDINATOR, AGENCY_STAFF)
 def list_grants(args: dict[str, Any]) -> Any:
     """Emergency accesses, newest first: `active=true` those in force, `since` the recent ones,
-    by district or family."""
-    stmt = access.grants(active=args.get("active"), since=args.get("since"))
+    by district or family. A coordinator sees everyone's; agency staff their own (the console
+    shows a banner while one lasts)."""
+    stmt = access.grants(
+        active=args.get("active"), since=args.get("since"), subject=access.grants_scope()
+    )
     if args.get("district"):
         stmt = stmt.join(Family, Family.id == GlassBreak.family_id).where(
             Family.district == args["district"]

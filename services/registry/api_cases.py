@@ -20,8 +20,10 @@ from services.registry.models import Agreement, Approval, ContactEntry, Finding,
 from services.registry.schemas_cases import (
     AgreementIn,
     AgreementOut,
+    ApprovalArgs,
     ApprovalIn,
     ApprovalOut,
+    ApprovalPage,
     AssessmentIn,
     AssessmentOut,
     AssessmentsOut,
@@ -46,6 +48,7 @@ from services.registry.schemas_cases import (
     StageIn,
     WithdrawalIn,
 )
+from shared.auth.context import current_principal
 from shared.auth.policy import require
 from shared.auth.roles import COORDINATOR
 from shared.errors import NotFound
@@ -153,6 +156,23 @@ def list_approvals(case_id: str) -> Any:
         )
         .all()
     )
+
+
+@cases.route("/approvals", methods=["GET"])
+@cases.arguments(ApprovalArgs, location="query")
+@cases.response(200, ApprovalPage)
+@require(COORDINATOR)
+def approvals_inbox(args: dict[str, Any]) -> Any:
+    """Approval requests across cases, oldest first (default: pending): the coordinator's
+    inbox; `mine_to_decide=true` leaves out the caller's own requests."""
+    record("list", "approval", None, None, fields=["number"])
+    stmt = domain_approvals.approvals_list(
+        state=args["state"],
+        kind=args.get("kind"),
+        district=args.get("district"),
+        not_requested_by=current_principal().subject if args["mine_to_decide"] else None,
+    )
+    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
 
 
 @cases.route("/approvals/<approval_id>/decision", methods=["POST"])

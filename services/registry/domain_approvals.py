@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from services.registry import events
@@ -16,7 +17,7 @@ from services.registry.domain_cases import (
     plan_size,
     require_open,
 )
-from services.registry.models import Approval, Case, LeadAssignment
+from services.registry.models import Approval, Case, Family, LeadAssignment
 from shared.db import utcnow
 from shared.errors import Conflict, RuleViolation
 
@@ -124,6 +125,48 @@ def decide_approval(
         case.decision_date = decision_date
         change_stage(session, case, "closed", by=who)
     return approval
+
+
+def approvals_list(
+    *,
+    state: str | None = "pending",
+    kind: str | None = None,
+    district: str | None = None,
+    not_requested_by: str | None = None,
+) -> Select[Any]:
+    """Approval requests across cases with their family's number and district, oldest request
+    first (the coordinator's inbox); ``not_requested_by``: those this person may decide."""
+    stmt = (
+        select(
+            Approval.id,
+            Approval.case_id,
+            Approval.kind,
+            Approval.state,
+            Approval.requested_by,
+            Approval.requested_at,
+            Approval.decided_by,
+            Approval.decided_at,
+            Approval.comment,
+            Approval.decision_ref,
+            Approval.decision_date,
+            Case.family_id,
+            Case.stage,
+            Case.lead_specialist,
+            Family.number,
+            Family.district,
+        )
+        .join(Case, Case.id == Approval.case_id)
+        .join(Family, Family.id == Case.family_id)
+    )
+    if state:
+        stmt = stmt.where(Approval.state == state)
+    if kind:
+        stmt = stmt.where(Approval.kind == kind)
+    if district:
+        stmt = stmt.where(Family.district == district)
+    if not_requested_by:
+        stmt = stmt.where(Approval.requested_by != not_requested_by)
+    return cast("Select[Any]", stmt.order_by(Approval.requested_at, Approval.id))
 
 
 def assign_lead(

@@ -139,6 +139,28 @@ class ApprovalOut(Schema):
     decision_date = fields.Date(allow_none=True)
 
 
+class ApprovalArgs(PageArgs):
+    state = fields.String(
+        load_default="pending", validate=validate.OneOf(("pending", "approved", "refused"))
+    )
+    kind = fields.String(validate=validate.OneOf(("plan", "closing")))
+    district = fields.String()
+    mine_to_decide = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "true: leave out the requests the caller made (no one decides their own)"
+        },
+    )
+
+
+class ApprovalListOut(ApprovalOut):
+    family_id = fields.String()
+    number = fields.String(metadata={"description": "the family's number in the data bank"})
+    district = fields.String()
+    stage = fields.String()
+    lead_specialist = fields.String(allow_none=True)
+
+
 class LeadIn(Schema):
     specialist = fields.String(required=True, validate=validate.Length(min=1, max=120))
     reason = fields.String(load_default=None, validate=validate.Length(max=2000))
@@ -345,6 +367,7 @@ class AuditOut(Schema):
 CasePage = page_schema(CaseOut)
 OverduePage = page_schema(OverdueOut)
 AuditPage = page_schema(AuditOut)
+ApprovalPage = page_schema(ApprovalListOut)
 ContactEntryPage = page_schema(ContactEntryOut)
 
 

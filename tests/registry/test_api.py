@@ -217,6 +217,39 @@ def test_agency_staff_see_only_referred_families_and_only_their_fields(
     assert police.get("/families").get_json()["total"] == 0
 
 
+def test_the_coordinators_approvals_inbox(embedded_system: System) -> None:
+    """Pending requests across cases with the family's number, oldest first; a coordinator's own
+    request is left out of what they may decide; decided ones leave the inbox."""
+    first, second = register(embedded_system), register(embedded_system, "Петрова")
+    cases = [case_of(embedded_system, f["id"])["id"] for f in (first, second)]
+    for case_id in cases:
+        assert add_measure(embedded_system, case_id).status_code == 201
+    lead = client(embedded_system, "lead_specialist")
+    mine = client(embedded_system, "coordinator", subject="coord-1")
+    asked = lead.post(f"/cases/{cases[0]}/approvals", json={"kind": "plan"}).get_json()
+    own = mine.post(f"/cases/{cases[1]}/approvals", json={"kind": "plan"}).get_json()
+
+    inbox = mine.get("/approvals").get_json()
+    assert [(a["id"], a["number"], a["kind"]) for a in inbox["items"]] == [
+        (asked["id"], first["number"], "plan"),
+        (own["id"], second["number"], "plan"),
+    ]
+    assert inbox["items"][0]["district"] == first["address"]["district"]
+    to_decide = mine.get("/approvals?mine_to_decide=true").get_json()
+    assert [a["id"] for a in to_decide["items"]] == [asked["id"]]
+    assert mine.get("/approvals?kind=closing").get_json()["total"] == 0
+    assert mine.get("/approvals?district=Нигде").get_json()["total"] == 0
+    decided = mine.post(f"/approvals/{asked['id']}/decision", json={"decision": "approve"})
+    assert decided.status_code == 200
+    assert [a["id"] for a in mine.get("/approvals").get_json()["items"]] == [own["id"]]
+    assert [a["id"] for a in mine.get("/approvals?state=approved").get_json()["items"]] == [
+        asked["id"]
+    ]
+    assert lead.get("/approvals").status_code == 403
+    bad = mine.get("/approvals?state=maybe")
+    assert bad.status_code == 422 and "state" in bad.get_json()["errors"]
+
+
 def test_break_the_glass_needs_a_reason_expires_and_tells_the_coordinator(
     embedded_system: System,
 ) -> None:
@@ -234,6 +267,13 @@ def test_break_the_glass_needs_a_reason_expires_and_tells_the_coordinator(
     assert dt.timedelta(minutes=25) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=30)
     card = pdn.get(f"/families/{family['id']}").get_json()
     assert card["access"] == "emergency" and card["contacts"] == []
+    [mine] = pdn.get("/break-glass?active=true").get_json()["items"]
+    assert mine["id"] == granted.get_json()["id"] and mine["active"] is True
+    colleague = client(embedded_system, "agency_staff", agency="pdn-1", subject="inspector-2")
+    assert colleague.get("/break-glass").get_json()["total"] == 0
+    coordinator_view = client(embedded_system, "coordinator").get("/break-glass?active=true")
+    assert [g["subject"] for g in coordinator_view.get_json()["items"]] == ["inspector-1"]
+    assert client(embedded_system, "lead_specialist").get("/break-glass").status_code == 403
     lead = client(embedded_system, "lead_specialist")
     assert (
         lead.post(f"/families/{family['id']}/break-glass", json={"reason": "x" * 20}).status_code
