@@ -574,6 +574,8 @@ class Namespace:
             "BROKER_URL": self.broker_url,
             "OPORA_BROKER_PREFIX": self.prefix,
             "OPORA_JWT_SECRET": f"bench-{self.prefix}",
+            "OPORA_JWT_ISSUER": "https://sso.bench.test",
+            "OPORA_JWT_AUDIENCE": "opora",
             "OPORA_LOG_LEVEL": "WARNING",
             **{f"{s.upper()}_DATABASE_URL": url for s, url in self.db_urls.items()},
         }

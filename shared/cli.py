@@ -271,7 +271,13 @@ def dlq_replay(service: str, message_ids: tuple[str, ...], replay_all: bool) -> 
 @click.option("--agency", default=None, help="the agency id the person works for")
 @click.option("--sub", "subject", default=None, help="the staff member's id (default demo-<role>)")
 @click.option("--name", default=None)
-@click.option("--ttl", type=int, default=8 * 3600, show_default=True)
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=8 * 3600,
+    show_default=True,
+    help="seconds the token lives, at most OPORA_JWT_MAX_LIFETIME_SECONDS (default 12 h)",
+)
 def token(
     roles: tuple[str, ...], agency: str | None, subject: str | None, name: str | None, ttl: int
 ) -> None:
@@ -279,8 +285,8 @@ def token(
     from shared.auth.tokens import issue_dev_token
 
     settings = load_settings("registry")
-    click.echo(
-        issue_dev_token(
+    try:
+        issued = issue_dev_token(
             settings,
             subject=subject or f"demo-{roles[0]}",
             roles=list(roles),
@@ -288,7 +294,9 @@ def token(
             name=name,
             ttl_seconds=ttl,
         )
-    )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    click.echo(issued)
 
 
 @cli.group()

@@ -33,8 +33,9 @@ ENV_VARS: dict[str, str] = {
     "OPORA_BROKER_PREFIX": "prefix of every exchange and queue name (default `opora`)",
     "OPORA_JWT_SECRET": "HS256 secret of the development token signer (embedded mode only)",
     "OPORA_JWKS_URL": "JWKS URL of the OIDC provider (e.g. Keycloak) for RS256 tokens",
-    "OPORA_JWT_ISSUER": "expected `iss` of bearer tokens",
-    "OPORA_JWT_AUDIENCE": "expected `aud` of bearer tokens",
+    "OPORA_JWT_ISSUER": "expected `iss` of bearer tokens (required in production mode)",
+    "OPORA_JWT_AUDIENCE": "expected `aud` of bearer tokens (required in production mode)",
+    "OPORA_JWT_MAX_LIFETIME_SECONDS": "longest lifetime (`exp` - `iat`) of a bearer token accepted, in seconds (default 43200 = 12 h)",
     "OPORA_LINK_SECRET": "secret that signs capability links (calendar feeds; embedded mode derives one)",
     "OPORA_LOG_LEVEL": "log level (default INFO)",
     "OPORA_PUBLIC_URL": "base URL that links in emails and SMS point to",
@@ -70,6 +71,8 @@ ENV_VARS: dict[str, str] = {
 EMBEDDED = "embedded"
 PRODUCTION = "production"
 
+DEFAULT_JWT_MAX_LIFETIME = 12 * 3600
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; raised at start-up, never mid-request."""
@@ -89,6 +92,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ class Settings:
     public_url: str
     smtp: SmtpSettings
     web_concurrency: int
+    jwt_max_lifetime: int = DEFAULT_JWT_MAX_LIFETIME
     options: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """The service's own variables (``RAIDS_*`` for raids, ...), read once at start-up: rule
     objects take them from here (``RaidRules.from_env(settings.options)``), never from
@@ -202,8 +213,13 @@ def load_settings(
         if not database_only:
             required.append(("BROKER_URL", broker_url))
         missing = [name for name, value in required if not value]
-        if not (jwks_url or jwt_secret or database_only):
-            missing.append("OPORA_JWKS_URL")
+        if not database_only:
+            if not (jwks_url or jwt_secret):
+                missing.append("OPORA_JWKS_URL")
+            # A token of another realm or for another client must not open a service.
+            missing += [
+                name for name in ("OPORA_JWT_ISSUER", "OPORA_JWT_AUDIENCE") if not env.get(name)
+            ]
         if missing:
             raise ConfigError("production mode needs " + ", ".join(missing))
 
@@ -234,6 +250,7 @@ def load_settings(
         ).rstrip("/"),
         smtp=smtp,
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+        jwt_max_lifetime=_positive(env, "OPORA_JWT_MAX_LIFETIME_SECONDS", DEFAULT_JWT_MAX_LIFETIME),
         options=MappingProxyType(
             {k: v for k, v in env.items() if k.startswith(f"{service.upper()}_")}
         ),

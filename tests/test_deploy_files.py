@@ -452,6 +452,9 @@ def test_compose_each_service_gets_only_its_own_database(
                 )
             if env.get("OPORA_MODE") != "production":
                 problems.append(f"{name}: OPORA_MODE should be production")
+            for var in ("OPORA_JWT_ISSUER", "OPORA_JWT_AUDIENCE"):
+                if not env.get(var):
+                    problems.append(f"{name}: production mode refuses to start without {var}")
             if env.get("OPORA_BROKER_PREFIX", PREFIX) != PREFIX:
                 problems.append(f"{name}: definitions.json is written for prefix {PREFIX!r}")
     assert not problems, report(problems)

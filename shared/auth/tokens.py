@@ -3,6 +3,7 @@ the development signer in the embedded mode."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from jwt.types import Options
 
 LEEWAY_SECONDS = 30
+TIME_CLAIMS = ("exp", "iat", "nbf")
 
 _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.ExpiredSignatureError, "token expired"),
@@ -26,6 +28,7 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidAudienceError, "wrong token audience"),
     (jwt.InvalidIssuerError, "wrong token issuer"),
     (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+    (jwt.InvalidIssuedAtError, "malformed token"),
     (jwt.DecodeError, "malformed token"),
 )
 
@@ -40,6 +43,7 @@ class TokenVerifier:
     def __init__(self, settings: Settings, *, jwks_timeout: float = 5.0) -> None:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._max_lifetime = settings.jwt_max_lifetime
         self._jwks: jwt.PyJWKClient | None = None
         self._secret: str | None = None
         if settings.jwks_url:
@@ -58,10 +62,13 @@ class TokenVerifier:
         return principal_from_claims(claims)
 
     def _decode(self, token: str) -> dict[str, Any]:
-        options: Options = {"require": ["exp", "sub"], "verify_aud": bool(self._audience)}
+        required = ["exp", "sub"]
+        required += ["iss"] if self._issuer else []
+        required += ["aud"] if self._audience else []
+        options: Options = {"require": required, "verify_aud": bool(self._audience)}
         try:
             key: Any = self._signing_key(token)
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=self._algorithms,
@@ -74,6 +81,21 @@ class TokenVerifier:
             raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(_reason(exc)) from None
+        self._check_times(claims)
+        return claims
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """PyJWT turns ``"exp": "2000000000"`` into a number and accepts it; RFC 7519 says
+        NumericDate, so a string is a malformed token. A token living longer than the maximum
+        lifetime is refused whatever its signer meant: a stolen one must not open doors for
+        long."""
+        for name in TIME_CLAIMS:
+            value = claims.get(name)
+            if name in claims and not _is_number(value):
+                raise Unauthorized("malformed token")
+        start = claims["iat"] if "iat" in claims else time.time()
+        if claims["exp"] - start > self._max_lifetime + LEEWAY_SECONDS:
+            raise Unauthorized(f"token lifetime longer than {self._max_lifetime} s")
 
     def _signing_key(self, token: str) -> Any:
         if self._jwks is None:
@@ -91,6 +113,10 @@ def _reason(exc: jwt.PyJWTError) -> str:
         if isinstance(exc, kind):
             return reason
     return "invalid token"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -129,6 +155,11 @@ def issue_dev_token(
     ttl_seconds: int = 8 * 3600,
 ) -> str:
     """A token of the development signer; production trusts only its OIDC provider."""
+    if ttl_seconds > settings.jwt_max_lifetime:
+        raise ValueError(
+            f"ttl {ttl_seconds} s is longer than OPORA_JWT_MAX_LIFETIME_SECONDS "
+            f"({settings.jwt_max_lifetime} s)"
+        )
     if settings.mode == PRODUCTION:
         raise RuntimeError("the development token signer is disabled in production mode")
     if not settings.jwt_secret:

@@ -21,6 +21,9 @@ import urllib3
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONFLICT_TYPE = "/problems/conflict"
+# Production mode requires and checks them (OPORA_JWT_ISSUER, OPORA_JWT_AUDIENCE).
+ISSUER = "https://sso.chaos.test/realms/opora"
+AUDIENCE = "opora"
 
 
 class CommandFailed(RuntimeError):
@@ -113,14 +116,24 @@ class Http:
 
 class Tokens:
     """HS256 bearer tokens of the development signer (accepted in production mode with
-    OPORA_JWT_SECRET set, as the tests run it)."""
+    OPORA_JWT_SECRET set, as the tests run it), with the issuer and audience production
+    requires."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
         self.secret = secret
+        self.issuer = issuer
+        self.audience = audience
 
     def bearer(self, subject: str, role: str, agency: str | None = None) -> dict[str, str]:
         now = int(time.time())
-        claims: dict[str, Any] = {"sub": subject, "roles": [role], "iat": now, "exp": now + 7200}
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "roles": [role],
+            "iat": now,
+            "exp": now + 7200,
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
         if agency:
             claims["agency"] = agency
         return {"Authorization": "Bearer " + jwt.encode(claims, self.secret, algorithm="HS256")}

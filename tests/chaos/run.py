@@ -23,7 +23,7 @@ from kombu import Connection
 from processes import WEB, WORKER, Processes
 
 from chaos.books import outstanding, read_books
-from chaos.client import Http, Tokens
+from chaos.client import AUDIENCE, ISSUER, Http, Tokens
 from chaos.counts import (
     check_dead_letters,
     count_deliveries,
@@ -113,6 +113,8 @@ class ChaosRun:
             "BROKER_URL": self.rabbit.url,
             "OPORA_BROKER_PREFIX": PREFIX,
             "OPORA_JWT_SECRET": self.secret,
+            "OPORA_JWT_ISSUER": ISSUER,
+            "OPORA_JWT_AUDIENCE": AUDIENCE,
             "OPORA_LINK_SECRET": self.secret + ":links",
             "OPORA_PUBLIC_URL": "https://opora.test",
             "SMTP_HOST": self.smtp.host,

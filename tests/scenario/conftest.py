@@ -54,6 +54,8 @@ def _base_env(data_dir: Path) -> dict[str, str]:
         "OPORA_DATA_DIR": str(data_dir),
         "OPORA_JWT_SECRET": secrets.token_urlsafe(32),
         "OPORA_LINK_SECRET": secrets.token_urlsafe(32),
+        "OPORA_JWT_ISSUER": "https://sso.opora.test/realms/tarnoga",
+        "OPORA_JWT_AUDIENCE": "opora",
         "OPORA_PUBLIC_URL": PUBLIC_URL,
         "OPORA_LOG_LEVEL": "INFO",
     }

@@ -50,6 +50,8 @@ class World:
                 "OPORA_MODE": "embedded",
                 "OPORA_DATA_DIR": self.env["OPORA_DATA_DIR"],
                 "OPORA_JWT_SECRET": self.env["OPORA_JWT_SECRET"],
+                "OPORA_JWT_ISSUER": self.env["OPORA_JWT_ISSUER"],
+                "OPORA_JWT_AUDIENCE": self.env["OPORA_JWT_AUDIENCE"],
             },
         )
         token = issue_dev_token(signer, subject=subject, roles=list(roles), agency_id=agency)

@@ -106,6 +106,89 @@ def test_wrong_audience_is_refused(settings: Settings) -> None:
     assert TokenVerifier(strict).verify(issue_dev_token(strict, subject="s", roles=[])).subject
 
 
+def _hs256(settings: Settings, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": "s", "roles": [COORDINATOR], "iat": now, "exp": now + 300}
+    payload.update(claims)
+    return jwt.encode(
+        {k: v for k, v in payload.items() if v is not None}, settings.jwt_secret or "", "HS256"
+    )
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("bad", ["4102444800", "soon", True, [1], {"t": 1}])
+def test_time_claims_that_are_not_numbers_are_malformed(
+    settings: Settings, claim: str, bad: Any
+) -> None:
+    """PyJWT alone reads ``"exp": "4102444800"`` as a number and lets the token in."""
+    now = int(time.time())
+    if isinstance(bad, str) and bad.isdigit():
+        bad = str({"exp": now + 300, "iat": now, "nbf": now}[claim])
+    # PyJWT reads ``"exp": true`` as 1 (1970) and calls it expired first: refused either way.
+    reason = r"malformed token|expired" if bad is True and claim == "exp" else "malformed token"
+    with pytest.raises(Unauthorized, match=reason):
+        TokenVerifier(settings).verify(_hs256(settings, **{claim: bad}))
+
+
+def test_non_finite_time_claims_are_malformed(settings: Settings) -> None:
+    """JSON from Python's encoder may carry Infinity and NaN; neither is a NumericDate."""
+    for claim in ("exp", "iat", "nbf"):
+        for value in (float("inf"), float("nan")):
+            with pytest.raises(Unauthorized, match="malformed token"):
+                TokenVerifier(settings).verify(_hs256(settings, **{claim: value}))
+
+
+def test_float_time_claims_are_numbers_too(settings: Settings) -> None:
+    now = time.time()
+    token = _hs256(settings, iat=now, nbf=now - 1.5, exp=now + 60.25)
+    assert TokenVerifier(settings).verify(token).subject == "s"
+
+
+def test_a_token_without_exp_is_refused(settings: Settings) -> None:
+    with pytest.raises(Unauthorized, match="'exp'"):
+        TokenVerifier(settings).verify(_hs256(settings, exp=None))
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(settings: Settings) -> None:
+    assert settings.jwt_max_lifetime == 12 * 3600
+    now = int(time.time())
+    verifier = TokenVerifier(settings)
+    assert verifier.verify(_hs256(settings, iat=now, exp=now + 12 * 3600)).subject == "s"
+    with pytest.raises(Unauthorized, match="lifetime"):
+        verifier.verify(_hs256(settings, iat=now, exp=now + 12 * 3600 + 120))
+    # Issued an hour ago for 13 hours: still too long, although only 12 are left.
+    with pytest.raises(Unauthorized, match="lifetime"):
+        verifier.verify(_hs256(settings, iat=now - 3600, exp=now + 12 * 3600))
+    # Without iat the lifetime counts from now.
+    with pytest.raises(Unauthorized, match="lifetime"):
+        verifier.verify(_hs256(settings, iat=None, exp=now + 100 * 365 * 86400))
+    assert verifier.verify(_hs256(settings, iat=None, exp=now + 3600)).subject == "s"
+    short = TokenVerifier(settings.replace(jwt_max_lifetime=600))
+    with pytest.raises(Unauthorized, match="lifetime longer than 600 s"):
+        short.verify(_hs256(settings, iat=now, exp=now + 3600))
+
+
+def test_the_dev_signer_keeps_to_the_maximum_lifetime(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="OPORA_JWT_MAX_LIFETIME_SECONDS"):
+        issue_dev_token(settings, subject="s", roles=[], ttl_seconds=13 * 3600)
+    token = issue_dev_token(settings, subject="s", roles=[])  # the default ttl fits
+    assert TokenVerifier(settings).verify(token).subject == "s"
+
+
+def test_issuer_and_audience_set_are_required_in_the_token(settings: Settings) -> None:
+    strict = settings.replace(jwt_issuer="https://idp.test", jwt_audience="opora")
+    verifier = TokenVerifier(strict)
+    assert verifier.verify(_hs256(strict, iss="https://idp.test", aud="opora")).subject == "s"
+    with pytest.raises(Unauthorized, match="'iss'"):
+        verifier.verify(_hs256(strict, aud="opora"))
+    with pytest.raises(Unauthorized, match="'aud'"):
+        verifier.verify(_hs256(strict, iss="https://idp.test"))
+    with pytest.raises(Unauthorized, match="issuer"):
+        verifier.verify(_hs256(strict, iss="https://other.test", aud="opora"))
+    with pytest.raises(Unauthorized, match="audience"):
+        verifier.verify(_hs256(strict, iss="https://idp.test", aud="console"))
+
+
 def test_dev_signer_refuses_in_production(settings: Settings) -> None:
     with pytest.raises(RuntimeError, match="production"):
         issue_dev_token(settings.replace(mode="production"), subject="s", roles=[COORDINATOR])

@@ -29,6 +29,36 @@ def test_production_refuses_to_start_without_urls() -> None:
         load_settings("registry", env={"OPORA_MODE": "production"})
 
 
+PRODUCTION_ENV = {
+    "OPORA_MODE": "production",
+    "REGISTRY_DATABASE_URL": "postgresql+psycopg://db/registry",
+    "BROKER_URL": "amqp://rabbit//",
+    "OPORA_JWKS_URL": "https://idp.test/certs",
+    "OPORA_JWT_ISSUER": "https://idp.test",
+    "OPORA_JWT_AUDIENCE": "opora",
+}
+
+
+@pytest.mark.parametrize("variable", ["OPORA_JWT_ISSUER", "OPORA_JWT_AUDIENCE"])
+def test_production_refuses_to_start_without_issuer_or_audience(variable: str) -> None:
+    settings = load_settings("registry", env=PRODUCTION_ENV)
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("https://idp.test", "opora")
+    with pytest.raises(ConfigError, match=variable):
+        load_settings("registry", env={**PRODUCTION_ENV, variable: ""})
+    # Migrations read only the database.
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != variable}
+    assert load_settings("registry", env=env, database_only=True).database_url
+
+
+def test_the_maximum_token_lifetime_is_a_setting() -> None:
+    assert load_settings("registry", env=PRODUCTION_ENV).jwt_max_lifetime == 43200
+    env = {**PRODUCTION_ENV, "OPORA_JWT_MAX_LIFETIME_SECONDS": "3600"}
+    assert load_settings("registry", env=env).jwt_max_lifetime == 3600
+    for bad in ("0", "-5", "long"):
+        with pytest.raises(ConfigError, match="OPORA_JWT_MAX_LIFETIME_SECONDS"):
+            load_settings("registry", env={**PRODUCTION_ENV, "OPORA_JWT_MAX_LIFETIME_SECONDS": bad})
+
+
 def test_bad_values_are_named() -> None:
     with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
         load_settings(

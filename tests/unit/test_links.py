@@ -37,6 +37,8 @@ def test_production_without_a_link_secret_issues_no_links(tmp_path) -> None:  # 
             "RAIDS_DATABASE_URL": "sqlite://",
             "BROKER_URL": "memory://",
             "OPORA_JWKS_URL": "https://idp.test/jwks",
+            "OPORA_JWT_ISSUER": "https://idp.test",
+            "OPORA_JWT_AUDIENCE": "opora",
         },
     )
     with pytest.raises(ServiceUnavailable):
