@@ -14,9 +14,10 @@ from typing import Any
 
 import click
 
-from shared.config import DEFAULT_PORTS, SERVICES, ConfigError, load_settings
+from shared.config import APPS, CONSOLE, DEFAULT_PORTS, SERVICES, ConfigError, load_settings
 
 service_arg = click.argument("service", type=click.Choice(SERVICES))
+app_arg = click.argument("service", type=click.Choice(APPS))
 
 
 @click.group(help="Opora: interagency support of families with children.")
@@ -42,13 +43,13 @@ def _logging(service: str) -> None:
 
 
 @cli.command()
-@service_arg
+@app_arg
 @click.option("--bind", default=None, help="HOST:PORT (default 127.0.0.1:<service port>)")
 @click.option(
     "--workers", type=int, default=None, help="gunicorn workers (default WEB_CONCURRENCY)"
 )
 def web(service: str, bind: str | None, workers: int | None) -> None:
-    """Serve a service's HTTP API with gunicorn."""
+    """Serve a service's HTTP API (or the console's pages) with gunicorn."""
     from gunicorn.app.base import BaseApplication
 
     settings = load_settings(service)
@@ -99,7 +100,7 @@ def up(no_demo: bool) -> None:
         )
     from shared import db
 
-    for service in SERVICES:
+    for service in APPS:
         db.upgrade(service, load_settings(service).database_url)
     if not no_demo:
         from shared import demo
@@ -119,9 +120,11 @@ def up(no_demo: bool) -> None:
     for service in SERVICES:
         commands[f"{service}-web"] = ["web", service, "--workers", "1"]
         commands[f"{service}-worker"] = ["worker", service]
+    commands[f"{CONSOLE}-web"] = ["web", CONSOLE, "--workers", "2"]
     for name, args in commands.items():
         start(name, args)
-    _print_welcome(settings.data_dir)
+    not_ready = _wait_ready(APPS, timeout=120)
+    _print_welcome(settings.data_dir, not_ready)
     stopping = False
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -148,7 +151,45 @@ def up(no_demo: bool) -> None:
             proc.kill()
 
 
-def _print_welcome(data_dir: Path) -> None:
+def _wait_ready(apps: tuple[str, ...], timeout: float) -> list[str]:
+    """Until every web process answers /readyz (or ``timeout``); returns those that did not."""
+    import urllib.error
+    import urllib.request
+
+    pending = list(apps)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for app in list(pending):
+            url = f"http://127.0.0.1:{DEFAULT_PORTS[app]}/readyz"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        pending.remove(app)
+            except (urllib.error.URLError, OSError):
+                pass
+        if pending:
+            time.sleep(0.3)
+    return pending
+
+
+def _opora_command() -> str:
+    """How to run ``opora`` as the banner prints it: the venv's script is not on PATH."""
+    script = Path(sys.executable).with_name("opora")
+    if script.exists():
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return f"{sys.executable} -m shared.cli"
+
+
+def _print_welcome(data_dir: Path, not_ready: list[str]) -> None:
+    console = f"http://127.0.0.1:{DEFAULT_PORTS[CONSOLE]}"
+    click.echo(f"Opora console: {console}   (open it in a browser and sign in as a demo person)")
+    if not_ready:
+        click.echo(
+            f"Not ready yet: {', '.join(not_ready)} (see {data_dir / 'logs'}); they keep starting."
+        )
     click.echo("Opora is up (embedded mode: SQLite files, file-backed broker, no servers).")
     for service in SERVICES:
         port = DEFAULT_PORTS[service]
@@ -161,9 +202,13 @@ def _print_welcome(data_dir: Path) -> None:
             f"Demo agency systems' API keys: {data_dir / 'demo-keys.txt'} "
             "(README: 'Walkthrough: one family's story')"
         )
-    click.echo("Get a token:   opora token --role coordinator --sub demo-coordinator")
+    opora = _opora_command()
     click.echo(
-        'Try:           curl -H "Authorization: Bearer $(opora token --role coordinator)" '
+        f"Get a token:   {opora} token --role coordinator --sub demo-coordinator "
+        "--agency family-centre"
+    )
+    click.echo(
+        f'Try:           curl -H "Authorization: Bearer $({opora} token --role coordinator)" '
         "http://127.0.0.1:8001/families"
     )
     click.echo("Stop with Ctrl-C.")
@@ -178,19 +223,19 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.argument("service", type=click.Choice(SERVICES), required=False)
+@click.argument("service", type=click.Choice(APPS), required=False)
 @click.option("--revision", default="head")
 def db_upgrade(service: str | None, revision: str) -> None:
     """Migrate one service's database (or all of them) to the newest schema."""
     from shared import db as database
 
-    for name in [service] if service else SERVICES:
+    for name in [service] if service else APPS:
         database.upgrade(name, load_settings(name, database_only=True).database_url, revision)
         click.echo(f"{name}: database at {revision}")
 
 
 @db.command("revision")
-@service_arg
+@app_arg
 @click.option("-m", "--message", required=True)
 def db_revision(service: str, message: str) -> None:
     """Write a new migration from the difference between the models and the database."""

@@ -14,8 +14,15 @@ from pathlib import Path
 from types import MappingProxyType
 
 SERVICES: tuple[str, ...] = ("registry", "referrals", "raids", "notifications")
+"""The four back-end services: each has a worker, the event bus, demo data and its queues."""
+
+CONSOLE = "console"
+APPS: tuple[str, ...] = (*SERVICES, CONSOLE)
+"""Everything ``opora web`` serves and ``opora db`` migrates: the services and the console (a web
+process with its own small database for sessions, no worker, no events)."""
 
 DEFAULT_PORTS: dict[str, int] = {
+    CONSOLE: 8000,
     "registry": 8001,
     "referrals": 8002,
     "raids": 8003,
@@ -38,7 +45,20 @@ ENV_VARS: dict[str, str] = {
     "OPORA_JWT_MAX_LIFETIME_SECONDS": "longest lifetime (`exp` - `iat`) of a bearer token accepted, in seconds (default 43200 = 12 h)",
     "OPORA_LINK_SECRET": "secret that signs capability links (calendar feeds; embedded mode derives one)",
     "OPORA_LOG_LEVEL": "log level (default INFO)",
-    "OPORA_PUBLIC_URL": "base URL that links in emails and SMS point to",
+    "OPORA_PUBLIC_URL": "base URL of the console, where every link in emails, SMS and calendars points (default: the console's embedded address http://127.0.0.1:8000)",
+    "CONSOLE_DATABASE_URL": "SQLAlchemy URL of the console's own database (server-side sessions only)",
+    "CONSOLE_REGISTRY_URL": "base URL of the registry API as the console calls it (default http://127.0.0.1:8001)",
+    "CONSOLE_REFERRALS_URL": "base URL of the referrals API as the console calls it (default http://127.0.0.1:8002)",
+    "CONSOLE_RAIDS_URL": "base URL of the raids API as the console calls it (default http://127.0.0.1:8003)",
+    "CONSOLE_NOTIFICATIONS_URL": "base URL of the notifications API as the console calls it (default http://127.0.0.1:8004)",
+    "CONSOLE_API_TIMEOUT_SECONDS": "timeout of one console call to a service API (default 5)",
+    "CONSOLE_SECRET_KEY": "secret that signs the console's session cookie and CSRF tokens (embedded mode derives one)",
+    "CONSOLE_SESSION_HOURS": "hours a console session lasts without activity (default 8)",
+    "CONSOLE_OIDC_ISSUER": "issuer URL of the OIDC provider people sign in with (production; e.g. the Keycloak realm)",
+    "CONSOLE_OIDC_CLIENT_ID": "the console's client id at the OIDC provider",
+    "CONSOLE_OIDC_CLIENT_SECRET": "the console's client secret at the OIDC provider",
+    "CONSOLE_OIDC_SCOPES": "scopes the console asks for (default `openid profile offline_access`)",
+    "CONSOLE_TIMEZONE": "time zone of dates and times on console pages (default Europe/Moscow)",
     "SMTP_HOST": "SMTP server; unset in the embedded mode writes emails to OPORA_DATA_DIR/mail",
     "SMTP_PORT": "SMTP port (default 25, or 587 with STARTTLS; 465 means implicit TLS)",
     "SMTP_USER": "SMTP login",
@@ -70,6 +90,8 @@ ENV_VARS: dict[str, str] = {
 
 EMBEDDED = "embedded"
 PRODUCTION = "production"
+DEFAULT_PUBLIC_URL = f"http://127.0.0.1:{DEFAULT_PORTS[CONSOLE]}"
+"""Every link a service sends opens the console, which serves the pages for people."""
 
 DEFAULT_JWT_MAX_LIFETIME = 12 * 3600
 
@@ -189,8 +211,8 @@ def load_settings(
 
     ``database_only``: for migrations, which need no broker and no token settings.
     """
-    if service not in SERVICES:
-        raise ConfigError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    if service not in APPS:
+        raise ConfigError(f"unknown service {service!r}; one of {', '.join(APPS)}")
     env = dict(os.environ if env is None else env)
     mode = env.get("OPORA_MODE", EMBEDDED) or EMBEDDED
     if mode not in (EMBEDDED, PRODUCTION):
@@ -210,10 +232,11 @@ def load_settings(
         broker_url = broker_url or default_broker_url(data_dir)
     else:
         required = [(db_var, database_url)]
-        if not database_only:
+        if not database_only and service != CONSOLE:
             required.append(("BROKER_URL", broker_url))
         missing = [name for name, value in required if not value]
-        if not database_only:
+        if not database_only and service != CONSOLE:
+            # The console checks people's sign-in at its OIDC provider (CONSOLE_OIDC_*).
             if not (jwks_url or jwt_secret):
                 missing.append("OPORA_JWKS_URL")
             # A token of another realm or for another client must not open a service.
@@ -245,9 +268,7 @@ def load_settings(
         jwt_issuer=env.get("OPORA_JWT_ISSUER") or None,
         jwt_audience=env.get("OPORA_JWT_AUDIENCE") or None,
         log_level=(env.get("OPORA_LOG_LEVEL") or "INFO").upper(),
-        public_url=(
-            env.get("OPORA_PUBLIC_URL") or f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
-        ).rstrip("/"),
+        public_url=(env.get("OPORA_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
         smtp=smtp,
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
         jwt_max_lifetime=_positive(env, "OPORA_JWT_MAX_LIFETIME_SECONDS", DEFAULT_JWT_MAX_LIFETIME),

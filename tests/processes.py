@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.config import SERVICES
+from shared.config import CONSOLE, SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB, WORKER = "web", "worker"
@@ -40,7 +40,7 @@ def free_port() -> int:
 
 def _clean_environ() -> dict[str, str]:
     """The parent's environment without Opora's own variables: only what the caller passes counts."""
-    prefixes = ("OPORA_", "BROKER_", "SMTP_", *(f"{s.upper()}_" for s in SERVICES))
+    prefixes = ("OPORA_", "BROKER_", "SMTP_", *(f"{s.upper()}_" for s in (*SERVICES, CONSOLE)))
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
@@ -54,8 +54,11 @@ class Processes:
         services: Iterable[str] = SERVICES,
         web_workers: int = 1,
         workers_per_service: Mapping[str, int] | None = None,
+        web_only: Iterable[str] = (),
     ) -> None:
-        self.services = list(services)
+        """``web_only``: apps with a web process and no worker (the console)."""
+        web_only = tuple(web_only)
+        self.services = [*services, *web_only]
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.ports = {service: free_port() for service in self.services}
@@ -71,7 +74,7 @@ class Processes:
                 "--workers",
                 str(web_workers),
             ]
-            count = (workers_per_service or {}).get(service, 1)
+            count = 0 if service in web_only else (workers_per_service or {}).get(service, 1)
             for index in range(count):
                 suffix = "" if index == 0 else f"-{index + 1}"
                 self.commands[f"{service}-{WORKER}{suffix}"] = [WORKER, service]

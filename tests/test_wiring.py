@@ -9,7 +9,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from shared import db
-from shared.config import SERVICES
+from shared.config import APPS, SERVICES
 from shared.events import load_all_event_types
 from shared.messaging.topology import system_bindings
 
@@ -59,13 +59,13 @@ def test_every_declared_queue_has_a_consumer_bound_to_what_it_handles() -> None:
         assert keys == handlers.routing_keys()
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", APPS)
 def test_one_alembic_head_per_service(service: str) -> None:
     script = ScriptDirectory.from_config(db.alembic_config(service, "sqlite://"))
     assert len(script.get_heads()) == 1
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", APPS)
 def test_migrations_match_the_models(service: str, tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import flask_smorest
@@ -46,7 +47,13 @@ CORRELATION_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 DOCS_BLUEPRINT = "api-docs"
 MAX_BODY_BYTES = 10 * 1024 * 1024
-SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+SWAGGER_UI_PATH = "/docs/assets/"
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "static" / "swagger-ui"
+"""Swagger UI's files, copied from the npm package swagger-ui-dist by `make setup` (and the
+image build): /docs works on a closed network, never loading from a CDN."""
+SWAGGER_UI_FILES = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
+)
 
 _PUBLIC_ATTR = "_opora_public"
 _SESSION = "_opora_session"
@@ -113,7 +120,7 @@ def create_service_app(
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_PATH,
         API_SPEC_OPTIONS={"security": [{"bearer": []}, {"apiKey": []}]},
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
@@ -154,6 +161,7 @@ def create_service_app(
     app.add_url_rule("/healthz", "healthz", public(_healthz))
     app.add_url_rule("/readyz", "readyz", public(_readyz))
     app.add_url_rule("/metrics", "metrics", public(_metrics))
+    app.add_url_rule(SWAGGER_UI_PATH + "<name>", "api-docs-assets", public(_swagger_ui_asset))
     return app
 
 
@@ -348,6 +356,14 @@ def _readyz() -> tuple[Response, int]:
     return jsonify(status="ok" if ready else "unavailable", service=state.service, **body), (
         200 if ready else 503
     )
+
+
+def _swagger_ui_asset(name: str) -> Response:
+    from flask import abort, send_from_directory
+
+    if name not in SWAGGER_UI_FILES:
+        abort(404)
+    return send_from_directory(SWAGGER_UI_DIR, name, max_age=86400)
 
 
 def _metrics() -> Response:

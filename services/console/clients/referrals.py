@@ -1,0 +1,42 @@
+"""The referrals service's API as the console uses it: the directory, signals, referrals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.console.clients.base import ServiceClient
+
+AWAITING_ANSWER = ("requested", "received")
+"""Referral statuses in which the receiving agency has not answered yet."""
+
+
+class ReferralsClient(ServiceClient):
+    service = "referrals"
+
+    def agencies(self) -> list[dict[str, Any]]:
+        """The whole directory (a district has tens of agencies, never thousands)."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = self.get("/agencies", page=page, page_size=200)
+            items.extend(answer["items"])
+            if page >= int(answer.get("pages") or 1):
+                return items
+            page += 1
+
+    def agency(self, agency_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/agencies/{agency_id}")
+        return result
+
+    def new_signals(self, *, district: str | None = None) -> list[dict[str, Any]]:
+        """The triage queue, earliest deadline first (its first 200)."""
+        answer = self.get("/signals", status="new", district=district, page_size=200)
+        items: list[dict[str, Any]] = answer["items"]
+        return items
+
+    def referrals_awaiting(self, agency_id: str) -> int:
+        """Referrals to ``agency_id`` it has not accepted or refused yet."""
+        return sum(
+            self.count("/referrals", agency_id=agency_id, status=status)
+            for status in AWAITING_ANSWER
+        )

@@ -1,0 +1,180 @@
+"""Every code a person sees, as words: ``label("stage", "support")`` → «Сопровождение».
+
+The codes come from the services' schemas (registry's categories, stages and catalogues,
+referrals' statuses, raids' purposes...). Russian is the source text; the English catalogue
+(translations/) translates it. A code without a label shows as «—» and is logged, never raw.
+Catalogue entries that admins add (a district's own measure kind) carry their own
+``title_ru``/``title_en`` from the registry: use :func:`catalogue_title` for those.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+log = logging.getLogger("opora.console")
+
+LABELS: dict[str, dict[str, Any]] = {
+    "service": {
+        "registry": _l("Реестр семей"),
+        "referrals": _l("Направления и сигналы"),
+        "raids": _l("Рейды"),
+        "notifications": _l("Уведомления"),
+    },
+    "role": {
+        "coordinator": _l("Координатор"),
+        "lead_specialist": _l("Ведущий специалист"),
+        "agency_staff": _l("Сотрудник ведомства"),
+        "auditor": _l("Региональный офис"),
+        "admin": _l("Администратор"),
+        "social_pedagogue": _l("Социальный педагог"),
+        "inspector": _l("Инспектор ПДН"),
+        "head": _l("Руководитель"),
+        "referrals": _l("Ответственный за направления"),
+    },
+    "agency_kind": {
+        "school": _l("Школа"),
+        "kindergarten": _l("Детский сад"),
+        "police_pdn": _l("ПДН"),
+        "kdn": _l("КДН и ЗП"),
+        "health": _l("Здравоохранение"),
+        "culture": _l("Культура"),
+        "employment": _l("Центр занятости"),
+        "social_protection": _l("Соцзащита"),
+        "family_centre": _l("Центр помощи семье"),
+        "charity": _l("Благотворительная организация"),
+        "church": _l("Религиозная организация"),
+        "other": _l("Другое"),
+    },
+    "category": {
+        "sop": _l("СОП"),
+        "risk_group": _l("Группа риска"),
+        "tzhs": _l("ТЖС"),
+    },
+    "stage": {
+        "preparatory": _l("Подготовительный"),
+        "support": _l("Сопровождение"),
+        "final": _l("Завершающий"),
+        "closed": _l("Закрыт"),
+    },
+    "outcome": {
+        "improvement": _l("Улучшение"),
+        "no_improvement": _l("Без улучшения"),
+        "moved_away": _l("Переезд"),
+        "children_came_of_age": _l("Дети достигли совершеннолетия"),
+        "transferred": _l("Передан"),
+        "other": _l("Другое"),
+    },
+    "measure_status": {
+        "planned": _l("Запланировано"),
+        "referred": _l("Направлено"),
+        "in_progress": _l("Выполняется"),
+        "done": _l("Выполнено"),
+        "not_done": _l("Не выполнено"),
+        "cancelled": _l("Отменено"),
+    },
+    "measure_kind": {
+        "counselling": _l("Консультирование"),
+        "patronage_visit": _l("Социальный патронаж"),
+        "leisure_involvement": _l("Вовлечение в досуг"),
+        "material_aid": _l("Материальная помощь"),
+        "medical_examination": _l("Медицинское обследование"),
+        "school_check": _l("Контроль посещения школы"),
+        "employment_help": _l("Содействие в трудоустройстве"),
+        "legal_help": _l("Юридическая помощь"),
+        "pdn_check": _l("Проверка инспектором ПДН"),
+        "other": _l("Другое"),
+    },
+    "member_role": {
+        "mother": _l("Мать"),
+        "father": _l("Отец"),
+        "guardian": _l("Опекун"),
+        "child": _l("Ребёнок"),
+        "other": _l("Другой член семьи"),
+    },
+    "signal_priority": {
+        "red": _l("Красный (2 ч)"),
+        "amber": _l("Жёлтый (6 ч)"),
+        "green": _l("Зелёный (24 ч)"),
+    },
+    "signal_status": {
+        "new": _l("Новый"),
+        "accepted": _l("Принят"),
+        "dismissed": _l("Отклонён"),
+    },
+    "referral_status": {
+        "draft": _l("Черновик"),
+        "requested": _l("Отправлено"),
+        "received": _l("Получено"),
+        "accepted": _l("Принято"),
+        "rejected": _l("Отклонено"),
+        "in-progress": _l("В работе"),
+        "on-hold": _l("Приостановлено"),
+        "completed": _l("Выполнено"),
+        "failed": _l("Не выполнено"),
+        "cancelled": _l("Отменено"),
+        "entered-in-error": _l("Ошибочная запись"),
+    },
+    "raid_status": {
+        "planned": _l("Запланирован"),
+        "confirmed": _l("Подтверждён"),
+        "in_progress": _l("Идёт"),
+        "completed": _l("Завершён"),
+        "cancelled": _l("Отменён"),
+    },
+    "intake_state": {
+        "pending": _l("Ждёт решения"),
+        "attached": _l("Присоединён к семье"),
+        "registered": _l("Семья поставлена на учёт"),
+    },
+    "approval_kind": {
+        "plan": _l("План"),
+        "closing": _l("Закрытие"),
+    },
+    "yes_no": {
+        "true": _l("Да"),
+        "false": _l("Нет"),
+    },
+}
+
+BADGE_TONES: dict[str, str] = {
+    "red": "danger",
+    "amber": "warning",
+    "green": "ok",
+    "rejected": "danger",
+    "failed": "danger",
+    "overdue": "danger",
+    "completed": "ok",
+    "done": "ok",
+    "accepted": "ok",
+}
+"""The colour family of a status badge (its text always says the status: colour is extra)."""
+
+
+def label(kind: str, code: Any) -> str:
+    if isinstance(code, bool):
+        code = "true" if code else "false"
+    text = LABELS.get(kind, {}).get(str(code)) if code is not None else None
+    if text is None:
+        if code not in (None, ""):
+            log.warning("no label for %s code %r", kind, code)
+        return "—"
+    return str(text)
+
+
+def service_label(service: str) -> str:
+    return label("service", service)
+
+
+def catalogue_title(entry: dict[str, Any]) -> str:
+    """A catalogue entry's own title in the page's language (admins name their codes)."""
+    english = str(get_locale() or "ru") == "en"
+    title = entry.get("title_en") if english else entry.get("title_ru")
+    return str(title or entry.get("title_ru") or "—")
+
+
+def badge_tone(code: Any) -> str:
+    return BADGE_TONES.get(str(code), "neutral")

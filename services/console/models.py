@@ -1,0 +1,28 @@
+"""The console's own tables: server-side sessions only (it keeps no copy of the services' data)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Index, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import NAMING_CONVENTION, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class WebSession(Base):
+    """One signed-in browser. ``id`` is a hash of the cookie's value, so a copy of this table
+    does not let anyone take over a session."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_web_sessions_expires_at", "expires_at"),)

@@ -1,0 +1,11 @@
+"""One blueprint per area of the console (../shared/UI.md): a new screen goes in its area's
+module, or a new module listed here."""
+
+from __future__ import annotations
+
+from services.console.views.auth import auth
+from services.console.views.cases import cases
+from services.console.views.home import home
+from services.console.views.links import links
+
+BLUEPRINTS = (auth, home, cases, links)

@@ -1,0 +1,79 @@
+"""Sign-in, sign-out and the language switch."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from services.console import auth as signing
+from services.console.app import console, current_person, public_page
+from services.console.clients import ServiceDown
+from services.console.i18n import LANGUAGES
+
+auth = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: an open redirect would let a link take a person elsewhere."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@auth.route("/sign-in", methods=["GET"])
+@public_page
+def sign_in() -> Any:
+    target = safe_next(request.args.get("next"))
+    if current_person() is not None:
+        return redirect(target)
+    notice = session.pop("notice", None)
+    people: list[dict[str, Any]] = []
+    directory_down = False
+    if console().config.oidc is None:
+        try:
+            people = signing.demo_people()
+        except ServiceDown:
+            directory_down = True
+    return render_template(
+        "auth/sign_in.html",
+        people=people,
+        directory_down=directory_down,
+        oidc=console().config.oidc is not None,
+        next=target,
+        notice=notice,
+    )
+
+
+@auth.route("/sign-in", methods=["POST"])
+@public_page
+def sign_in_as() -> Any:
+    """Embedded mode only: sign in as a demo person chosen on the page."""
+    if console().config.oidc is not None or not console().settings.embedded:
+        return redirect(url_for("auth.sign_in"))
+    person = signing.sign_in_embedded(request.form.get("person_id", ""))
+    if person is None:
+        session["notice"] = "unknown"
+        return redirect(url_for("auth.sign_in"))
+    return redirect(safe_next(request.form.get("next")))
+
+
+@auth.route("/sign-out", methods=["POST"])
+@public_page
+def sign_out() -> Any:
+    signing.end_session()
+    session["notice"] = "signed_out"
+    return redirect(url_for("auth.sign_in"))
+
+
+@auth.route("/language", methods=["POST"])
+@public_page
+def language() -> Any:
+    chosen = request.form.get("lang")
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+    return redirect(safe_next(request.form.get("next")))

@@ -1,0 +1,99 @@
+"""The console in a real browser (Debian's Chromium) over the real services in the embedded
+mode: sign-in, the home page's counters, keyboard use, a phone's width, a service down, the
+security headers; axe-core finds no WCAG 2.1 AA violation on any page visited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from console.conftest import ConsoleSystem
+
+pytestmark = [pytest.mark.browser, pytest.mark.embedded]
+
+
+def sign_in(page: Any, system: ConsoleSystem, name: str) -> None:
+    page.goto(system.url + "/")
+    assert "/sign-in" in page.url
+    page.get_by_role("button", name=name).click()
+    page.wait_for_url(system.url + "/")
+
+
+def test_coordinator_signs_in_and_sees_what_needs_them(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(console_system.url + "/")
+    assert page.locator("h1").inner_text() == "Вход в Опору"
+    axe(page)
+    page.get_by_role("button", name="Координатор (демо)").click()
+    page.wait_for_url(console_system.url + "/")
+    assert page.locator("h1").inner_text() == "Что требует внимания"
+    person = page.locator("#person").inner_text()
+    assert "Координатор (демо)" in person
+    assert "КЦСОН Тарногского района" in person
+    signals = page.locator("#panel-signals")
+    assert signals.get_by_role("link", name="Сигналы к разбору: Красный (2 ч)").count() == 1
+    assert page.locator("#panel-intakes .counter").count() == 1
+    assert page.locator("#panel-raids .counter").count() == 1
+    axe(page)
+    assert errors == []
+
+
+def test_headers_say_no_store_and_allow_no_inline_script(
+    page: Any, console_system: ConsoleSystem
+) -> None:
+    sign_in(page, console_system, "Ведущий специалист (демо)")
+    answer = page.request.get(console_system.url + "/")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_keyboard_reaches_the_menu_and_sign_out(page: Any, console_system: ConsoleSystem) -> None:
+    sign_in(page, console_system, "Инспектор ПДН (демо)")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    assert focused == "Перейти к содержанию"
+    reached = []
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.textContent.trim()"))
+        if reached[-1] == "Выйти":
+            break
+    assert "Направления" in reached and "Рейды" in reached, reached
+    assert reached[-1] == "Выйти", reached
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/sign-in")
+    assert "Вы вышли из системы." in page.content()
+
+
+def test_a_phone_360_px_wide_needs_no_sideways_scrolling(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(console_system.url + "/sign-in")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    sign_in(page, console_system, "Координатор (демо)")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    axe(page)
+
+
+def test_a_service_down_empties_only_its_panel(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    sign_in(page, console_system, "Координатор (демо)")
+    processes = console_system.processes
+    processes.crash("raids-web")
+    try:
+        page.reload()
+        raids = page.locator("#panel-raids")
+        assert "Рейды: служба сейчас не отвечает" in raids.inner_text()
+        assert page.locator("#panel-signals .counter").count() == 3
+        axe(page)
+    finally:
+        processes.recover("raids-web")
+        processes.wait_ready(["raids"])

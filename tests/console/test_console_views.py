@@ -1,0 +1,296 @@
+"""The console's views with the service clients FAKED at the client-class boundary
+(``create_app(clients_factory=...)``): fast checks of what a page does with what the APIs
+answer, a service that is down, and the security rules. The browser tests run the real ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from services.console.app import create_app
+from services.console.clients import ServiceDown
+from services.console.clients.base import ApiError, _api_error
+from services.console.views.auth import safe_next
+from shared import db
+from shared.config import load_settings
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "services" / "console" / "templates"
+AGENCIES = [
+    {
+        "id": "family-centre",
+        "name": "КЦСОН",
+        "districts": ["Тарногский район"],
+        "contacts": [
+            {"person_id": "demo-coordinator", "name": "Координатор (демо)", "role": "coordinator"},
+        ],
+    },
+    {
+        "id": "tarnoga-pdn",
+        "name": "ПДН",
+        "districts": ["Тарногский район"],
+        "contacts": [
+            {"person_id": "demo-inspector", "name": "Инспектор ПДН (демо)", "role": "inspector"}
+        ],
+    },
+]
+
+
+class FakeReferrals:
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+
+    def agencies(self) -> list[dict[str, Any]]:
+        if self.down:
+            raise ServiceDown("referrals", "timeout")
+        return AGENCIES
+
+    def new_signals(self, *, district: str | None = None) -> list[dict[str, Any]]:
+        if self.down:
+            raise ServiceDown("referrals", "timeout")
+        due = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=90)
+        return [{"priority": "red", "triage_due_at": due.isoformat()}]
+
+    def referrals_awaiting(self, agency_id: str) -> int:
+        return 4
+
+
+class FakeRegistry:
+    def pending_intakes(self, *, district: str | None = None) -> int:
+        return 2
+
+    def overdue_measures(self, **scope: Any) -> int:
+        return 1
+
+
+class FakeRaids:
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+
+    def raids_on(self, day: dt.date, *, person_id: str | None = None) -> int:
+        if self.down:
+            raise ServiceDown("raids", "ConnectError")
+        return 1
+
+
+class FakeNotifications:
+    def short_link_target(self, code: str) -> str | None:
+        return {"abc": "http://console.test/cases/1", "evil": "https://evil.test/x"}.get(code)
+
+
+class FakeClients:
+    def __init__(self, *, raids_down: bool = False, referrals_down: bool = False) -> None:
+        self.registry = FakeRegistry()
+        self.referrals = FakeReferrals(referrals_down)
+        self.raids = FakeRaids(raids_down)
+        self.notifications = FakeNotifications()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Any]:
+    env = {
+        "OPORA_MODE": "embedded",
+        "OPORA_DATA_DIR": str(tmp_path),
+        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
+        "OPORA_PUBLIC_URL": "http://console.test",
+    }
+    settings = load_settings("console", env=env)
+    db.upgrade("console", settings.database_url)
+
+    def build(**fake: bool) -> Flask:
+        app = create_app(settings, clients_factory=lambda _token, _corr: FakeClients(**fake))  # type: ignore[arg-type,return-value]
+        return app
+
+    yield build
+
+
+def csrf(client: FlaskClient, path: str = "/sign-in") -> str:
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def signed_in(app: Flask, person_id: str = "demo-coordinator") -> FlaskClient:
+    client = app.test_client()
+    answer = client.post(
+        "/sign-in", data={"person_id": person_id, "csrf_token": csrf(client), "next": "/"}
+    )
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    return client
+
+
+def test_a_page_needs_sign_in_and_remembers_where_it_was_going(make_app: Any) -> None:
+    answer = make_app().test_client().get("/cases/42")
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/sign-in?next=/cases/42"
+
+
+def test_sign_in_page_lists_the_directory_staff_and_the_extra_demo_people(make_app: Any) -> None:
+    page = make_app().test_client().get("/sign-in").get_data(as_text=True)
+    for text in ("Координатор (демо)", "КЦСОН", "Инспектор ПДН", "Администратор (демо)"):
+        assert text in page
+
+
+def test_sign_in_page_says_when_the_directory_is_down(make_app: Any) -> None:
+    answer = make_app(referrals_down=True).test_client().get("/sign-in")
+    assert answer.status_code == 200
+    assert "Справочник ведомств сейчас не отвечает" in answer.get_data(as_text=True)
+
+
+def test_a_form_without_its_csrf_token_is_refused(make_app: Any) -> None:
+    answer = make_app().test_client().post("/sign-in", data={"person_id": "demo-coordinator"})
+    assert answer.status_code == 400
+    assert "Форма устарела" in answer.get_data(as_text=True)
+
+
+def test_one_cannot_sign_in_as_someone_the_directory_does_not_know(make_app: Any) -> None:
+    client = make_app().test_client()
+    answer = client.post("/sign-in", data={"person_id": "mallory", "csrf_token": csrf(client)})
+    assert answer.headers["Location"] == "/sign-in"
+    assert client.get("/").status_code == 302
+
+
+def test_the_session_cookie_is_httponly_samesite_and_changes_at_sign_in(make_app: Any) -> None:
+    app = make_app()
+    client = app.test_client()
+    token = csrf(client)
+    before = client.get_cookie("opora_session")
+    answer = client.post("/sign-in", data={"person_id": "demo-coordinator", "csrf_token": token})
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    after = client.get_cookie("opora_session")
+    assert after is not None and (before is None or before.value != after.value)
+
+
+def test_home_shows_counters_and_the_person_as_the_directory_knows_them(make_app: Any) -> None:
+    client = signed_in(make_app())
+    answer = client.get("/")
+    page = answer.get_data(as_text=True)
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert "Координатор (демо)" in page and "КЦСОН" in page
+    assert 'href="/signals?status=new&amp;priority=red"' in page
+    assert "ближайший срок: 1 ч 29 мин" in page or "ближайший срок: 1 ч 30 мин" in page
+    assert 'href="/families?intake=pending"' in page
+
+
+def test_a_service_down_shows_a_message_in_its_panel_not_a_500(make_app: Any) -> None:
+    client = signed_in(make_app(raids_down=True))
+    answer = client.get("/")
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    raids = page.split('id="panel-raids"')[1]
+    assert "Рейды: служба сейчас не отвечает" in raids
+    assert "Возможные дубли к решению" in page
+
+
+def test_agency_staff_see_their_agency_s_referrals(make_app: Any) -> None:
+    page = signed_in(make_app(), "demo-inspector").get("/").get_data(as_text=True)
+    assert "Направления ждут ответа" in page and "Сигналы к разбору" not in page
+    assert "Инспектор ПДН" in page
+
+
+def test_english_is_the_second_language(make_app: Any) -> None:
+    client = signed_in(make_app())
+    client.post("/language", data={"lang": "en", "csrf_token": csrf(client, "/"), "next": "/"})
+    page = client.get("/").get_data(as_text=True)
+    assert 'lang="en"' in page and "What needs me" in page
+
+
+def test_sign_out_ends_the_session(make_app: Any) -> None:
+    client = signed_in(make_app())
+    client.post("/sign-out", data={"csrf_token": csrf(client, "/")})
+    assert client.get("/").status_code == 302
+
+
+def test_short_links_lead_only_to_our_own_pages(make_app: Any) -> None:
+    client = make_app().test_client()
+    assert client.get("/r/abc").headers["Location"] == "http://console.test/cases/1"
+    assert client.get("/r/evil").status_code == 404
+    assert client.get("/r/nothing").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [
+        ("/cases/1?x=2", "/cases/1?x=2"),
+        ("https://evil.test/", "/"),
+        ("//evil.test", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_sign_in_only_paths_of_this_site(target: str, safe: str) -> None:
+    assert safe_next(target) == safe
+
+
+def test_no_template_has_inline_script_or_style() -> None:
+    """The Content-Security-Policy forbids them; this finds them before a browser would."""
+    problems = []
+    for path in TEMPLATES.rglob("*.html"):
+        text = path.read_text()
+        for match in re.finditer(r"<script(?![^>]*\bsrc=)[^>]*>", text):
+            problems.append(f"{path.name}: inline {match.group(0)}")
+        if re.search(r"\sstyle\s*=", text) or "<style" in text:
+            problems.append(f"{path.name}: style attribute or element")
+        if re.search(r"\son[a-z]+\s*=", text):
+            problems.append(f"{path.name}: inline event handler")
+    assert not problems, problems
+
+
+def test_problem_json_becomes_an_error_with_field_messages() -> None:
+    import httpx
+
+    answer = httpx.Response(
+        422,
+        json={
+            "title": "Unprocessable",
+            "detail": "bad",
+            "errors": {"json.deadline": ["Not a date"]},
+        },
+        headers={"Content-Type": "application/problem+json"},
+    )
+    error = _api_error("registry", answer)
+    assert isinstance(error, ApiError) and error.status == 422
+    assert error.errors == {"json.deadline": ["Not a date"]}
+
+
+def test_a_form_keeps_what_was_typed_and_puts_api_errors_on_their_fields(make_app: Any) -> None:
+    from flask import render_template_string
+
+    from services.console.forms import FORM_ERRORS, FormState
+
+    app = make_app()
+    fields = {"title": "Название", "deadline": "Срок"}
+    with app.test_request_context(
+        "/",
+        method="POST",
+        data={"title": "Консультации", "deadline": "31.02", "idempotency_key": "k-12345678"},
+    ):
+        form = FormState.from_request(fields)
+        form.fail(
+            ApiError(
+                "registry",
+                422,
+                "Unprocessable",
+                None,
+                {"json.deadline": ["Not a valid date."], "json.agency_id": ["Unknown."]},
+            )
+        )
+        assert form.idempotency_key == "k-12345678"
+        assert form.errors == {"deadline": ["Not a valid date."], FORM_ERRORS: ["Unknown."]}
+        html = render_template_string(
+            '{% from "macros/components.html" import error_summary, text_field, form_keys %}'
+            "{{ error_summary(form) }}{{ form_keys(form) }}"
+            '{{ text_field(form, "title") }}{{ text_field(form, "deadline") }}',
+            form=form,
+        )
+    assert 'value="Консультации"' in html and 'value="31.02"' in html
+    assert '<a href="#field-deadline">Срок: Not a valid date.</a>' in html
+    assert 'aria-describedby="error-deadline"' in html and 'aria-invalid="true"' in html
+    assert 'name="idempotency_key" value="k-12345678"' in html
