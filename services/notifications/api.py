@@ -9,7 +9,16 @@ from flask import redirect, request
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
-from services.notifications import bounces, delivery, domain, preferences, receipts, rules, states
+from services.notifications import (
+    bounces,
+    capabilities,
+    delivery,
+    domain,
+    preferences,
+    receipts,
+    rules,
+    states,
+)
 from services.notifications import channels as factory
 from services.notifications.channels.http_gateway import NotFinal
 from services.notifications.models import Message, Preference
@@ -65,6 +74,9 @@ BOUNCE_SUBJECT = "dsn"
 
 # --- messages ----------------------------------------------------------------------------------
 
+# never in a view: the links (a short code or a target may be a capability) and the sealed ones
+HIDDEN = frozenset({"link", "short_code", "sealed_links"})
+
 
 def _visible(message: Message | None, message_id: str) -> Message:
     principal = current_principal()
@@ -96,7 +108,7 @@ def list_messages(args: dict[str, Any]) -> Any:
 
 def message_detail(message: Message) -> dict[str, Any]:
     session = db_session()
-    out = {c.key: getattr(message, c.key) for c in Message.__table__.columns}
+    out = {c.key: getattr(message, c.key) for c in Message.__table__.columns if c.key not in HIDDEN}
     out["attachments"] = [a["filename"] for a in message.attachments or []]
     out["history"] = delivery.history_of(session, message.id)
     return out
@@ -116,7 +128,9 @@ def get_message(message_id: str) -> Any:
 @require(ADMIN)
 @idempotent
 def resend(data: dict[str, Any], message_id: str) -> Any:
-    """A new message with the first one's bodies (linked by ``resend_of``), queued now; audited."""
+    """A new message with the first one's bodies (linked by ``resend_of``), queued now; audited.
+    Its capability links are fresh (new signed tokens, a new short code), and the first
+    one's short link to a capability stops working."""
     session = db_session()
     original = session.get(Message, message_id)
     if original is None:
@@ -125,6 +139,12 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
         raise Conflict("the message's body was purged (retention); it cannot be sent again")
     count = session.scalar(select(func.count()).where(Message.resend_of == original.id)) or 0
     now = utcnow()
+    settings = opora_app().settings
+    sealed, short_code = capabilities.unseal(settings, original.sealed_links), None
+    if sealed is not None:
+        sealed, short_code = capabilities.reissue(settings, sealed, domain.new_short_code)
+        if sealed.target is not None:
+            original.short_code = None  # /r/<old code> led to a capability: it ends here
     copy = Message(
         id=new_id(),
         source_event_id=f"resend:{original.id}:{count + 1}",
@@ -141,6 +161,8 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
         html=original.html,
         attachments=original.attachments,
         link=original.link,
+        short_code=short_code,
+        sealed_links=capabilities.seal(settings, sealed),
         attempts=0,
         next_attempt_at=now,
         provider_index=0,
@@ -307,6 +329,9 @@ def follow_short_link(code: str) -> Any:
     asks for a login as usual). The code is the link; only our own pages are targets."""
     message = db_session().scalars(select(Message).where(Message.short_code == code)).first()
     target = message.link if message is not None else None
+    if message is not None and message.sealed_links:
+        sealed = capabilities.unseal(opora_app().settings, message.sealed_links)
+        target = (sealed.target if sealed else None) or target
     if target is None or not domain.short_target_ok(target, opora_app().settings.public_url):
         raise NotFound("no such link")
     return redirect(target, 302)

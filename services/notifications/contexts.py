@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.notifications import prefetch, readmodels
+from services.notifications import capabilities, prefetch, readmodels
 from services.notifications.labels import label
 from services.notifications.models import KnownCase, KnownRaid, KnownReferral
 from services.notifications.preferences import Prefs, local_text
 from services.notifications.recipients import RuleInput
-from shared.auth.links import issue_link_token
 
 REFERRAL_LINK = "referral"
 
@@ -74,10 +73,10 @@ def referral_url(inp: RuleInput) -> str:
 
 def referral_received(inp: RuleInput, prefs: Prefs) -> dict[str, Any]:
     d = inp.data
-    link = ""
+    link: str = ""
     if readmodels.agency_delivery(inp.session, d.get("agency_id")) == "link":
-        token = issue_link_token(inp.settings, REFERRAL_LINK, d["referral_id"])
-        link = url(inp, f"/referrals/{d['referral_id']}/respond?token={token}")
+        path = f"/referrals/{d['referral_id']}/respond"
+        link = capabilities.signed_link(inp.settings, REFERRAL_LINK, d["referral_id"], path)
     return {
         "referral_number": referral_number(inp),
         "service": d["service_code"].replace("_", " "),

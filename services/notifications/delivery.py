@@ -31,7 +31,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from services.notifications import states
+from services.notifications import capabilities, states
 from services.notifications.channels.base import (
     Attachment,
     Email,
@@ -51,7 +51,7 @@ from services.notifications.senders import (
     use_sms_pool,
     worker_email_sender,
 )
-from shared.config import ConfigError
+from shared.config import ConfigError, Settings
 from shared.db import transaction, utcnow
 from shared.worker import JobContext
 
@@ -162,17 +162,20 @@ def _requeue_stuck(session: Session, now: dt.datetime, stuck_after: dt.timedelta
 CLAIM_COLUMNS = (
     Message.id, Message.source_event_id, Message.recipient_id, Message.channel, Message.address,
     Message.priority, Message.subject, Message.text, Message.html, Message.attachments,
-    Message.provider_index, Message.body_purged,
+    Message.provider_index, Message.body_purged, Message.sealed_links,
 )  # fmt: skip
 
 
-def _claimed(row: Any) -> Claimed:
+def _claimed(row: Any, settings: Settings) -> Claimed:
+    """What to send; the capability links go back into the bodies here and nowhere else."""
     claimed = Claimed(row.id, row.source_event_id, row.recipient_id, row.channel)
     if row.body_purged:
         return replace(claimed, purged=True)
+    sealed = capabilities.unseal(settings, row.sealed_links)
     if row.channel == "email":
-        return replace(claimed, email=_email_of(row))
-    sms = Sms(row.id, row.address, row.text or "", row.priority == "urgent")
+        return replace(claimed, email=_email_of(row, sealed))
+    text = capabilities.restore(row.text, sealed) or ""
+    sms = Sms(row.id, row.address, text, row.priority == "urgent")
     return replace(claimed, sms=sms, provider_index=row.provider_index)
 
 
@@ -203,19 +206,19 @@ def claim(ctx: JobContext, now: dt.datetime, limit: int = CLAIM_LIMIT) -> list[C
         states.insert_history(
             session, [states.transition(i, "queued", "sending", now) for i in ids]
         )
-        return [_claimed(row) for row in rows]
+        return [_claimed(row, ctx.settings) for row in rows]
 
 
 # --- sending -----------------------------------------------------------------------------------
 
 
-def _email_of(message: Any) -> Email:
+def _email_of(message: Any, sealed: capabilities.Sealed | None = None) -> Email:
     return Email(
         message_id=message.id,
         to=message.address,
-        subject=message.subject or "Opora",
-        text=message.text or "",
-        html=message.html,
+        subject=capabilities.restore(message.subject, sealed) or "Opora",
+        text=capabilities.restore(message.text, sealed) or "",
+        html=capabilities.restore(message.html, sealed, html=True),
         attachments=tuple(
             Attachment(a["filename"], a["content_type"], a["text"].encode("utf-8"))
             for a in message.attachments or []
@@ -338,8 +341,8 @@ def history_of(session: Session, message_id: str) -> list[MessageHistory]:
 
 
 def purge_bodies(session: Session, now: dt.datetime, days: int) -> int:
-    """Retention: subject, text, HTML, attachments and links (an SMS's short link stops
-    working) of messages older than ``days`` go; the status record and its history stay."""
+    """Retention: subject, text, HTML, attachments and links, sealed ones too (an SMS's short
+    link stops working) of messages older than ``days`` go; the status and history stay."""
     result = session.execute(
         update(Message)
         .where(Message.created_at < now - dt.timedelta(days=days), Message.body_purged.is_(False))
@@ -350,6 +353,7 @@ def purge_bodies(session: Session, now: dt.datetime, days: int) -> int:
             attachments=None,
             link=None,
             short_code=None,
+            sealed_links=None,
             body_purged=True,
             purged_at=now,
         )

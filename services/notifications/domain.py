@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.notifications import delivery, preferences, prefetch, states, templates
+from services.notifications import capabilities, delivery, preferences, prefetch, states, templates
 from services.notifications.models import Message
 from services.notifications.preferences import Prefs
 from services.notifications.recipients import Addressee, RuleInput
@@ -31,7 +31,7 @@ from shared.events import Unprocessable
 
 log = logging.getLogger(__name__)
 
-SHORT_PATH = "/r/"
+SHORT_PATH = capabilities.SHORT_PATH
 ANSWER_LINK = "link_url"  # a signed link for someone without an account (referral.received)
 SHORT_CODE_ALPHABET = string.ascii_letters + string.digits
 SHORT_CODE_LENGTH = 7
@@ -65,6 +65,7 @@ def notify(
                 attachments=attachments,
                 now=now,
                 public_url=settings.public_url,
+                settings=settings,
             )
     return made
 
@@ -119,7 +120,7 @@ def with_short_link(
     if public_url is None or not short_target_ok(link, public_url):
         return context, None
     code = new_short_code()
-    short = f"{public_url.rstrip('/')}{SHORT_PATH}{code}"
+    short = capabilities.short_url(public_url, code)
     return {k: short if v == link else v for k, v in context.items()}, code
 
 
@@ -137,9 +138,11 @@ def make(
     now: dt.datetime,
     attachments: Sequence[dict[str, str]] = (),
     public_url: str | None = None,
+    settings: Settings | None = None,
 ) -> list[Message]:
     """The person's messages on ``channels``; SMS link through a short link when
-    ``public_url`` is given (the base the /r/ route answers on).
+    ``public_url`` is given (the base the /r/ route answers on). Capability links are stored
+    sealed, under ``settings``' link secret, and the bodies carry markers (capabilities.py).
 
     Inside a consumer batch (prefetch.batch) the rows are written at the batch's end, in one
     INSERT, and not returned as objects: nothing there reads them, and building three hundred
@@ -149,7 +152,7 @@ def make(
     spec = templates.TEMPLATES[template]
     link = link_of(context)
     # what an SMS links to: the signed answer link when there is one, else the entity
-    sms_link = str(context.get(ANSWER_LINK) or "") or link
+    sms_link = context.get(ANSWER_LINK) or link  # kept a SignedLink: a resend reissues it
     for channel in channels:
         address = who.email if channel == "email" else who.phone
         if not address or channel not in spec.channels:
@@ -173,6 +176,20 @@ def make(
             rendered = templates.render(session, template, channel, prefs.language, values)
         except templates.RenderError as exc:
             raise Unprocessable(str(exc)) from None
+        short = (
+            capabilities.short_url(public_url, short_code) if public_url and short_code else None
+        )
+        bodies, sealed = capabilities.redact(
+            {"subject": rendered.subject, "text": rendered.text, "html": rendered.html},
+            values.values(),
+            short=short,
+            target=target,
+        )
+        if sealed is not None:
+            if settings is None:
+                raise ValueError(f"{template}: capability links need the settings to be sealed")
+            if sealed.target is not None:
+                target = link  # the short link's capability target is kept sealed only
         message_id = new_id()
         row: dict[str, Any] = dict(
             id=message_id,
@@ -185,12 +202,13 @@ def make(
             template_key=template,
             template_version=rendered.version,
             language=rendered.language,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
+            subject=bodies["subject"],
+            text=bodies["text"],
+            html=bodies["html"],
             attachments=carried or None,
             link=target,
             short_code=short_code,
+            sealed_links=capabilities.seal(settings, sealed) if settings else None,
             hold_reason=decision.hold_reason,
             held_until=decision.held_until,
             attempts=0,

@@ -224,6 +224,9 @@ class Message(Base):
     link: Mapped[str | None] = mapped_column(String(500))  # what a digest lists
     # an SMS links to /r/<short_code>, which redirects to ``link`` (one UCS-2 segment)
     short_code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    # capability links (signed links, short links to them), Fernet-sealed: the bodies carry
+    # markers and get the links back only at delivery (capabilities.py)
+    sealed_links: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(12), default="queued", index=True)
     hold_reason: Mapped[str | None] = mapped_column(String(12))
     held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

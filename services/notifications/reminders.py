@@ -56,6 +56,7 @@ def _once(
     context: Callable[[Prefs], dict[str, object]],
     now: dt.datetime,
     public_url: str | None = None,
+    settings: Settings | None = None,
 ) -> list[Message]:
     prefs = preferences.for_person(session, who.person_id)
     try:
@@ -72,6 +73,7 @@ def _once(
                 context=context(prefs),
                 now=now,
                 public_url=public_url,
+                settings=settings,
             )
     except IntegrityError:  # another worker made it first
         return []
@@ -114,7 +116,7 @@ def raid_reminders(session: Session, settings: Settings, now: dt.datetime) -> in
                         session,
                         source=f"reminder:raid:{raid.raid_id}:{raid_day.isoformat()}",
                         who=who, template="raid.reminder", channels=BOTH, context=context, now=now,
-                        public_url=settings.public_url,
+                        public_url=settings.public_url, settings=settings,
                     )
                 )  # fmt: skip
     return made

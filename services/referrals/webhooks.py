@@ -35,7 +35,6 @@ mode takes plain http too, for a receiver on the developer's machine.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -48,9 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -60,9 +56,10 @@ from services.referrals.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from shared.auth import sealing
 from shared.config import ConfigError, Settings
 from shared.db import new_id, utcnow
-from shared.errors import Conflict, NotFound, RuleViolation, ServiceUnavailable
+from shared.errors import Conflict, NotFound, RuleViolation
 
 # What a subscription may ask for: the referral events that concern the receiving agency.
 EVENT_TYPES = (
@@ -72,6 +69,7 @@ EVENT_TYPES = (
     "referrals.referral.overdue",
 )
 SECRET_PREFIX = "whsec_"
+SEALED_PURPOSE = "webhook-secrets"  # the HKDF info the stored secrets were sealed under
 SIGNATURE_HEADER = "X-Opora-Signature"
 TIMESTAMP_HEADER = "X-Opora-Timestamp"
 EVENT_HEADER = "X-Opora-Event"
@@ -175,31 +173,16 @@ def _refused(why: str) -> RefusedDestination:
 # --- secrets -----------------------------------------------------------------------------------
 
 
-def _fernet(settings: Settings) -> Fernet:
-    master = settings.link_secret or settings.jwt_secret
-    if not master:
-        raise ServiceUnavailable("webhook secrets need OPORA_LINK_SECRET to be set")
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"opora:webhook-secrets"
-    ).derive(master.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def seal(settings: Settings, secret: str) -> str:
-    return _fernet(settings).encrypt(secret.encode()).decode()
+    return sealing.seal(settings, SEALED_PURPOSE, secret)
 
 
 def unseal(settings: Settings, sealed: str) -> str:
-    try:
-        return _fernet(settings).decrypt(sealed.encode()).decode()
-    except InvalidToken:
-        raise ServiceUnavailable(
-            "a webhook secret cannot be decrypted: was OPORA_LINK_SECRET changed?"
-        ) from None
+    return sealing.unseal(settings, SEALED_PURPOSE, sealed)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -6,6 +6,8 @@ The token names its purpose and subject, so a link for one thing opens nothing e
 
 from __future__ import annotations
 
+import secrets
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from shared.config import Settings
@@ -18,8 +20,11 @@ def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.link_secret, salt=f"opora:{purpose}")
 
 
-def issue_link_token(settings: Settings, purpose: str, subject: str) -> str:
-    return _serializer(settings, purpose).dumps(subject)
+def issue_link_token(settings: Settings, purpose: str, subject: str, *, fresh: bool = False) -> str:
+    """``fresh``: a random nonce goes in too, so two links issued in the same second differ
+    (a resend's link is never the one it replaces)."""
+    payload: str | list[str] = [subject, secrets.token_urlsafe(6)] if fresh else subject
+    return _serializer(settings, purpose).dumps(payload)
 
 
 def check_link_token(
@@ -32,5 +37,7 @@ def check_link_token(
         raise Unauthorized("the link has expired: ask for a new one") from None
     except BadSignature:
         raise Unauthorized("the link is not valid") from None
+    if isinstance(signed_subject, list) and len(signed_subject) == 2:
+        signed_subject = signed_subject[0]  # [subject, nonce]
     if signed_subject != subject:
         raise Unauthorized("the link is not valid")

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.notifications import (
+    capabilities,
     delivery,
     digests,
     domain,
@@ -391,14 +392,22 @@ def test_a_requested_referral_reaches_the_agency_with_a_signed_link_when_it_has_
     assert sorted(m.channel for m in made) == ["email", "sms"]
     email = next(m for m in made if m.channel == "email")
     assert "R-2026-000001" in (email.subject or "")
-    assert "https://opora.test/referrals/ref-12345678-aaaa/respond?token=" in (email.text or "")
+    # stored with a marker; the signed link is sealed apart and goes back in at delivery only
+    assert "token=" not in (email.text or "") + (email.html or "")
+    assert capabilities.MARKER in (email.text or "")
+    delivered = capabilities.restore(email.text, capabilities.unseal(settings, email.sealed_links))
+    assert "https://opora.test/referrals/ref-12345678-aaaa/respond?token=" in (delivered or "")
     # the SMS carries the signed link too, shortened: one segment, /r/ redirects to it
     sms = next(m for m in made if m.channel == "sms")
-    assert (sms.text or "").endswith(f"https://opora.test/r/{sms.short_code}")
-    assert (sms.link or "").startswith(
+    assert (sms.text or "").endswith(capabilities.MARKER) and "/r/" not in (sms.text or "")
+    sealed = capabilities.unseal(settings, sms.sealed_links)
+    assert sealed is not None and (sealed.target or "").startswith(
         "https://opora.test/referrals/ref-12345678-aaaa/respond?token="
     )
-    assert segments(sms.text or "").parts == 1
+    assert sms.link == "https://opora.test/referrals/ref-12345678-aaaa"
+    delivered = capabilities.restore(sms.text, sealed) or ""
+    assert delivered.endswith(f"https://opora.test/r/{sms.short_code}")
+    assert segments(delivered).parts == 1
 
 
 def test_an_agency_without_a_system_gets_even_a_routine_referral_by_sms(
