@@ -45,6 +45,7 @@ def log_contact(
         recorded_by=who,
     )
     session.add(entry)
+    session.flush()  # the answer carries the id and time stored
     return entry
 
 

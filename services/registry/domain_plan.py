@@ -398,6 +398,7 @@ def add_finding(
         recorded_by=actor(by),
     )
     session.add(finding)
+    session.flush()  # the answer carries the id and time stored
     return finding
 
 

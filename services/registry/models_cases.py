@@ -140,6 +140,7 @@ class Finding(Base):
     identified_on: Mapped[dt.date] = mapped_column(Date)
     resolved_on: Mapped[dt.date | None] = mapped_column(Date)
     recorded_by: Mapped[str] = mapped_column(String(120))
+    recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ContactEntry(Base):

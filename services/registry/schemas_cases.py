@@ -278,6 +278,7 @@ class FindingOut(Schema):
     identified_on = fields.Date()
     resolved_on = fields.Date(allow_none=True)
     recorded_by = fields.String()
+    recorded_at = fields.DateTime(allow_none=True)
 
 
 class AssessmentIn(Schema):

@@ -25,12 +25,13 @@ from werkzeug.exceptions import HTTPException
 
 from shared.auth.apikeys import verify_api_key
 from shared.auth.context import reset_principal, set_principal
+from shared.auth.policy import ROLES_ATTR, check_roles
 from shared.auth.principal import Principal
 from shared.auth.tokens import TokenVerifier
 from shared.config import Settings
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.errors import Conflict, DomainError, ServiceUnavailable, Unauthorized
-from shared.http import problems
+from shared.http import bodies, problems
 from shared.http.observability import (
     HttpMetrics,
     database_ready,
@@ -150,6 +151,7 @@ def create_service_app(
 
     app.before_request(_start_request)
     app.before_request(_authenticate)
+    app.before_request(_check_request)
     app.after_request(_finish_request)
     app.teardown_request(_teardown_request)
     app.register_error_handler(DomainError, problems.from_domain_error)
@@ -229,19 +231,38 @@ def _authenticate() -> None:
     setattr(g, _PRINCIPAL_TOKEN, set_principal(_principal_from_headers()))
 
 
+def _check_request() -> None:
+    """The view's roles first, then what the request carries (shared.http.bodies): a caller
+    who may not act gets 403 before any of its input is looked at."""
+    if request.routing_exception is not None:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not _is_open():
+        roles = _declared(view, ROLES_ATTR)
+        if roles and request.method != "OPTIONS":
+            check_roles(roles)
+    bodies.check_request(view)
+
+
 def _is_open() -> bool:
     if request.path in OPEN_PATHS or request.blueprint == DOCS_BLUEPRINT:
         return True
     view = current_app.view_functions.get(request.endpoint or "")
+    return bool(_declared(view, _PUBLIC_ATTR))
+
+
+def _declared(view: Any, attr: str) -> Any:
+    """``attr`` as set on a view function, or on a class view or its method for this request."""
     if view is None:
-        return False
-    if getattr(view, _PUBLIC_ATTR, False):
-        return True
+        return None
+    found = getattr(view, attr, None)
+    if found:
+        return found
     view_class = getattr(view, "view_class", None)
     if view_class is None:
-        return False
+        return None
     method = getattr(view_class, request.method.lower(), None)
-    return bool(getattr(view_class, _PUBLIC_ATTR, False) or getattr(method, _PUBLIC_ATTR, False))
+    return getattr(view_class, attr, None) or getattr(method, attr, None)
 
 
 def _principal_from_headers() -> Principal:

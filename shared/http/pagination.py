@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
+# Far past any real list; the bound keeps the row offset within a 64-bit integer.
+MAX_PAGE = 100_000
 
 
 class PageArgs(ma.Schema):
     """Query arguments of a list; use with ``@blp.arguments(PageArgs, location="query")``."""
 
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=MAX_PAGE))
     page_size = ma.fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
@@ -28,8 +30,8 @@ def paginate(session: Session, stmt: Select[Any], *, page: int, page_size: int) 
 
     Items are ORM objects when ``stmt`` selects one mapped entity, row mappings otherwise.
     """
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError("page >= 1 and 1 <= page_size <= 200")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"1 <= page <= {MAX_PAGE} and 1 <= page_size <= {MAX_PAGE_SIZE}")
     counted = select(func.count()).select_from(stmt.order_by(None).subquery())
     total = session.execute(counted).scalar_one()
     window = stmt.limit(page_size).offset((page - 1) * page_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http
 import logging
+import re
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +62,8 @@ def problem(
         "title": title or phrase,
         "status": status,
     }
+    if detail and has_request_context():
+        detail = without_path_values(detail)
     if detail:
         body["detail"] = detail
     if has_request_context():
@@ -78,6 +81,17 @@ def problem(
     if status == 401:
         response.headers.setdefault("WWW-Authenticate", "Bearer")
     return response
+
+
+def without_path_values(detail: str) -> str:
+    """``detail`` with each value the caller put in the path replaced by its parameter's name
+    (``no case {case_id}``): an answer does not repeat what it was sent, which may be anything
+    from a typo to a name."""
+    for name, value in (request.view_args or {}).items():
+        text = str(value)
+        if text:
+            detail = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", f"{{{name}}}", detail)
+    return detail
 
 
 def from_domain_error(exc: DomainError) -> Response:

@@ -183,6 +183,32 @@ def test_case_through_support_over_http(embedded_system: System) -> None:
     assert lead.get(f"/cases/{case['id']}/strengths").get_json() == []
 
 
+def test_contacts_problems_and_strengths_answer_with_the_id_and_time_stored(
+    embedded_system: System,
+) -> None:
+    family = register(embedded_system)
+    case = case_of(embedded_system, family["id"])
+    lead = client(embedded_system, "lead_specialist")
+    writes = {
+        "contacts": {"occurred_on": TODAY.isoformat(), "kind": "counselling_family"},
+        "problems": {"code": "truancy", "identified_on": TODAY.isoformat()},
+        "strengths": {"code": "supportive_relatives", "identified_on": TODAY.isoformat()},
+    }
+    for what, body in writes.items():
+        path = f"/cases/{case['id']}/{what}"
+        first = lead.post(path, json=body, headers={"Idempotency-Key": f"k-{what}"})
+        assert first.status_code == 201, first.get_json()
+        answer = first.get_json()
+        assert answer["id"] and answer["recorded_at"], answer
+        listed = lead.get(path).get_json()
+        items = listed["items"] if isinstance(listed, dict) else listed
+        assert [item["id"] for item in items] == [answer["id"]]
+        assert items[0]["recorded_at"] == answer["recorded_at"]
+        again = lead.post(path, json=body, headers={"Idempotency-Key": f"k-{what}"})
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert again.get_json() == answer
+
+
 def test_idempotent_measure_is_added_once(embedded_system: System) -> None:
     family = register(embedded_system)
     case = case_of(embedded_system, family["id"])
