@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from services.registry import access, domain, domain_cases, domain_search, duplicates
+from services.registry import access, domain, domain_cases, domain_search, duplicates, export
 from services.registry.models import ADDRESS_FIELDS, Case, Family, FamilyLink, Measure, tables
 from services.registry.schemas import (
     CandidateList,
@@ -17,6 +17,7 @@ from services.registry.schemas import (
     CategoryChangeOut,
     DuplicateCheckIn,
     FamilyAgencyOut,
+    FamilyExportArgs,
     FamilyIn,
     FamilyListArgs,
     FamilyOut,
@@ -31,7 +32,7 @@ from shared.auth.context import current_principal
 from shared.auth.policy import require
 from shared.auth.roles import AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
 from shared.db import transaction
-from shared.errors import Forbidden
+from shared.errors import Forbidden, RuleViolation
 from shared.http import db_session, idempotent, opora_app
 
 families = Blueprint(
@@ -115,15 +116,69 @@ def register_family(data: dict[str, Any]) -> Any:
 @require(*SCOPED)
 def list_families(args: dict[str, Any]) -> Any:
     """Search and filter: district, settlement, category, stage, lead specialist, overdue
-    measures, and the start of any member's surname (Cyrillic or Latin). Agency staff see only
-    the families referred to their agency."""
+    measures, in the bank or removed; `q` finds any member's name (children included) in
+    Cyrillic or Latin, with typos, and birth dates. Agency staff see only the families
+    referred to their agency."""
     session = db_session()
-    stmt = domain_search.search_families(args, agency_id=access.agency_scope())
+    stmt = domain_search.search_families(args, agency_id=access.agency_scope(), session=session)
     page = domain_search.page_of(session, stmt, page=args["page"], page_size=args["page_size"])
     record(
         "list", "family", None, None, fields=["number", "display_name", "district", "settlement"]
     )
     return page
+
+
+EXPORT_LIMIT = 10_000
+EXPORT_DOC = {
+    "200": {
+        "description": "The filtered list as a file (`format`: csv or xlsx)",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            export.MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@families.route("/export", methods=["GET"])
+@families.arguments(FamilyExportArgs, location="query")
+@families.doc(responses=EXPORT_DOC)
+@require(COORDINATOR)
+def export_families(args: dict[str, Any]) -> Any:
+    """The filtered list (the same filters and order as the list) as CSV or XLSX, for
+    coordinators; recorded in the audit trail as an export of every family in it. At most
+    10,000 families: narrow the filters past that."""
+    session = db_session()
+    stmt = domain_search.search_families(
+        args, agency_id=access.agency_scope(), session=session, window=EXPORT_LIMIT + 1
+    )
+    families_ = list(session.scalars(stmt.limit(EXPORT_LIMIT + 1)))
+    if len(families_) > EXPORT_LIMIT:
+        raise RuleViolation(
+            f"more than {EXPORT_LIMIT} families match",
+            errors={"filters": [f"narrow the filters to at most {EXPORT_LIMIT} families"]},
+        )
+    table = export.rows(session, families_)
+    audit.record_each(
+        session,
+        tables,
+        action=audit.EXPORT,
+        entity="family",
+        family_ids=[f.id for f in families_],
+        fields=export.FIELDS,
+    )
+    fmt = args["format"]
+    body = export.to_csv(table) if fmt == "csv" else export.to_xlsx(table)
+    name = f"opora-families-{domain.today().isoformat()}.{fmt}"
+    return Response(
+        body,
+        mimetype=export.MEDIA[fmt].split(";")[0],
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Type": export.MEDIA[fmt],
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @families.route("/duplicates", methods=["POST"])

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from services.registry import addresses, duplicates, events
+from services.registry import addresses, duplicates, events, name_search
 from services.registry.models import (
     ADDRESS_FIELDS,
     Case,
@@ -87,7 +87,7 @@ def _check_members(members: list[dict[str, Any]]) -> None:
             )
 
 
-def _set_members(family: Family, members: list[dict[str, Any]]) -> None:
+def _set_members(session: Session, family: Family, members: list[dict[str, Any]]) -> None:
     """Replace the member list; a member given with its ``id`` keeps its identity."""
     existing = {m.id: m for m in family.members}
     result = []
@@ -106,7 +106,8 @@ def _set_members(family: Family, members: list[dict[str, Any]]) -> None:
         result.append(member)
     family.members = result
     family.display_name = display_name(members)
-    family.search_names = duplicates.search_names(members)
+    family.search_names = name_search.search_names(members)
+    name_search.remember(session, family.search_names)
 
 
 def _set_contacts(family: Family, contacts: list[dict[str, Any]]) -> None:
@@ -141,7 +142,7 @@ def register_family(
         in_bank=True,
         **{key: address.get(key) for key in ADDRESS_FIELDS},
     )
-    _set_members(family, members)
+    _set_members(session, family, members)
     _set_contacts(family, data.get("contacts") or [])
     session.add(family)
     session.flush()
@@ -205,7 +206,7 @@ def update_family(
     if "members" in changes:
         _check_members(changes["members"])
         before = [(m.role, m.full_name, m.birth_date) for m in family.members]
-        _set_members(family, changes["members"])
+        _set_members(session, family, changes["members"])
         changed.append("members")
         announce = announce or before != [
             (m.role, m.full_name, m.birth_date) for m in family.members
@@ -333,7 +334,7 @@ def link_report(
     ]
     if added:
         current = [{k: getattr(m, k) for k in ("id", *MEMBER_FIELDS)} for m in family.members]
-        _set_members(family, current + added)
+        _set_members(session, family, current + added)
     known = {(c.kind, c.value) for c in family.contacts}
     for contact in data.get("contacts") or []:
         if (contact["kind"], contact["value"]) not in known:

@@ -1,13 +1,14 @@
-"""Finding families: filters, the surname search and a page with a bounded count."""
+"""Finding families: filters, the name and birth-date search (``name_search``), sorting by
+relevance or a column, and a page with a bounded count."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from services.registry import duplicates
+from services.registry import name_search
 from services.registry.domain import today
 from services.registry.models import OPEN_MEASURE_STATUSES, AgencyAccess, Family, Measure
 
@@ -23,6 +24,12 @@ SORTS = {
 }
 
 COUNT_CAP = 1000
+RELEVANCE = "relevance"
+
+
+def search_text(args: dict[str, Any]) -> str:
+    """The search box's text: ``q``, and ``surname`` (its older name) if given."""
+    return " ".join(str(args[key]) for key in ("q", "surname") if args.get(key))
 
 
 def page_of(session: Session, stmt: Select[Any], *, page: int, page_size: int) -> dict[str, Any]:
@@ -44,8 +51,19 @@ def page_of(session: Session, stmt: Select[Any], *, page: int, page_size: int) -
     }
 
 
-def search_families(args: dict[str, Any], *, agency_id: str | None = None) -> Select[Any]:
-    """The filtered, sorted list of families; ``agency_id`` limits it to that agency's scope."""
+def search_families(
+    args: dict[str, Any],
+    *,
+    agency_id: str | None = None,
+    session: Session | None = None,
+    window: int = COUNT_CAP + 1,
+) -> Select[Any]:
+    """The filtered, sorted list of families; ``agency_id`` limits it to that agency's scope.
+
+    A name in ``q`` needs ``session``: typed words are looked up in the lexicon first. Sorted
+    by relevance (the default with a name), the newest ``window`` matches are ranked, so a
+    common name costs no more than its first thousand families.
+    """
     stmt = select(Family)
     for key in ("district", "settlement", "category", "stage", "lead_specialist", "region"):
         if args.get(key):
@@ -58,9 +76,17 @@ def search_families(args: dict[str, Any], *, agency_id: str | None = None) -> Se
             if args["incomplete"]
             else Family.missing_fields.is_(None)
         )
-    if args.get("surname"):
-        term = duplicates.search_term(args["surname"])
-        stmt = stmt.where(Family.search_names.like(f"% {term}%"))
+    query = name_search.parse(search_text(args))
+    if args.get("birth_date"):
+        query.dates.append(args["birth_date"])
+    for day in query.dates:
+        stmt = stmt.where(name_search.born_on(day))
+    terms: list[name_search.Term] = []
+    if query.words:
+        if session is None:
+            raise ValueError("a name search needs the session to look words up")
+        terms = name_search.resolve(session, query.words)
+        stmt = stmt.where(name_search.name_condition(Family.search_names, terms))
     if args.get("overdue"):
         stmt = stmt.where(
             exists().where(
@@ -75,7 +101,14 @@ def search_families(args: dict[str, Any], *, agency_id: str | None = None) -> Se
         stmt = stmt.where(
             exists().where(AgencyAccess.family_id == Family.id, AgencyAccess.agency_id == agency_id)
         )
-    sort = args.get("sort") or "-created_at"
+    sort = args.get("sort") or (RELEVANCE if terms else "-created_at")
+    if sort == RELEVANCE:
+        if not terms:
+            return stmt.order_by(Family.created_at.desc(), Family.id)
+        newest = stmt.order_by(Family.created_at.desc(), Family.id).limit(window).subquery()
+        ranked = aliased(Family, newest)
+        best = name_search.rank(ranked.search_names, terms)
+        return select(ranked).order_by(best, ranked.created_at.desc(), ranked.id)
     column = SORTS[sort.lstrip("-")]
     order = column.desc() if sort.startswith("-") else column.asc()
     return stmt.order_by(order, Family.id)

@@ -127,25 +127,6 @@ def name_keys(full_name: str) -> tuple[str, str]:
     )
 
 
-def search_names(members: list[dict[str, Any]]) -> str:
-    """The text the surname search runs on: each surname in Cyrillic and Latin, space-framed."""
-    words: list[str] = []
-    for member in members:
-        surnames = split_name(member["full_name"])[:1] + [
-            normalise(s) for s in member.get("former_surnames") or []
-        ]
-        for surname in surnames:
-            for form in (surname, transliterate(surname)):
-                if form and form not in words:
-                    words.append(form)
-    return " " + " ".join(words) + " "
-
-
-def search_term(text: str) -> str:
-    """A search box's text as it is matched against :func:`search_names`."""
-    return normalise(text)
-
-
 @functools.lru_cache(maxsize=65536)
 def similarity(a: str, b: str) -> float:
     if not a or not b:

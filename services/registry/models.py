@@ -129,6 +129,22 @@ class Family(Base):
     )
 
 
+class NameWord(Base):
+    """Every name word (as its skeleton) any family has had: where the search looks up typos."""
+
+    __tablename__ = "name_words"
+    __table_args__ = (
+        Index(
+            "ix_name_words_word_trgm",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "gin_trgm_ops"},
+        ),
+    )
+
+    word: Mapped[str] = mapped_column(String(120), primary_key=True)
+
+
 class FamilyAddress(Base):
     """Where the family lived from ``valid_from`` on: statistics count a family in the district
     it lived in at the moment that counts, not where it lives now."""

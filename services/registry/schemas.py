@@ -8,7 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.registry.domain_search import SORTS
+from services.registry import name_search
+from services.registry.domain_search import RELEVANCE, SORTS
 from services.registry.models import (
     ADDRESS_FIELDS,
     CATEGORIES,
@@ -21,7 +22,7 @@ from shared.http import PageArgs
 
 PHONE = re.compile(r"^\+?[0-9 ()\-]{5,24}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-SORT_CHOICES = [*SORTS, *(f"-{key}" for key in SORTS)]
+SORT_CHOICES = [RELEVANCE, *SORTS, *(f"-{key}" for key in SORTS)]
 
 
 class AddressIn(Schema):
@@ -228,23 +229,58 @@ class FamilySummaryOut(Schema):
     created_at = fields.DateTime()
 
 
-class FamilyListArgs(PageArgs):
+def _search_text(text: str) -> None:
+    try:
+        name_search.parse(text)
+    except ValueError as error:
+        raise ValidationError("a date is dd.mm.yyyy or yyyy-mm-dd and must exist") from error
+
+
+class FamilyFilterArgs(Schema):
+    """The data bank's filters and search, shared by the list and its export."""
+
     region = fields.String()
     district = fields.String()
     settlement = fields.String()
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     stage = fields.String(validate=validate.OneOf(STAGES))
     lead_specialist = fields.String()
-    in_bank = fields.Boolean()
+    in_bank = fields.Boolean(
+        metadata={"description": "true: in the data bank; false: removed from it"}
+    )
     overdue = fields.Boolean(metadata={"description": "only families with overdue measures"})
     incomplete = fields.Boolean(
         metadata={"description": "only families registered from a signal and not yet completed"}
     )
+    q = fields.String(
+        validate=[validate.Length(min=2, max=200), _search_text],
+        metadata={
+            "description": "any member's name, children included, in Cyrillic or Latin, "
+            "typos tolerated (each word the start of a name word), and birth dates "
+            "(dd.mm.yyyy or yyyy-mm-dd); all words must match"
+        },
+    )
+    birth_date = fields.Date(metadata={"description": "a member of the family was born that day"})
     surname = fields.String(
         validate=validate.Length(min=2, max=100),
-        metadata={"description": "start of any member's surname, Cyrillic or Latin"},
+        metadata={"description": "older name of `q`: searched the same way"},
     )
-    sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORT_CHOICES))
+    sort = fields.String(
+        load_default=None,
+        validate=validate.OneOf(SORT_CHOICES),
+        metadata={"description": "default: `relevance` with a name in `q`, else `-created_at`"},
+    )
+
+
+class FamilyListArgs(PageArgs, FamilyFilterArgs):
+    pass
+
+
+EXPORT_FORMATS = ("csv", "xlsx")
+
+
+class FamilyExportArgs(FamilyFilterArgs):
+    format = fields.String(load_default="csv", validate=validate.OneOf(EXPORT_FORMATS))
 
 
 class CategoryChangeIn(Schema):

@@ -65,6 +65,39 @@ def record(
     )
 
 
+def record_each(
+    session: Session,
+    tables: InfrastructureTables,
+    *,
+    action: str,
+    entity: str,
+    family_ids: list[str],
+    fields: list[str] | None = None,
+    reason: str | None = None,
+) -> None:
+    """One entry per family (e.g. an export of a list), written in one executemany."""
+    if not family_ids:
+        return
+    if not action or len(action) > 20:
+        raise ValueError("audit action must be 1-20 characters")
+    principal = current_principal()
+    common = {
+        "at": utcnow(),
+        "actor": principal.subject,
+        "actor_agency": principal.agency_id,
+        "actor_roles": sorted(principal.roles),
+        "action": action,
+        "entity": entity,
+        "fields": list(fields) if fields is not None else None,
+        "reason": reason,
+        "correlation_id": correlation_id.get(),
+    }
+    session.execute(
+        tables.audit_log.insert(),
+        [{**common, "entity_id": fid, "family_id": fid} for fid in family_ids],
+    )
+
+
 def query_audit(
     session: Session,
     tables: InfrastructureTables,

@@ -240,7 +240,8 @@ def test_one_open_case_per_family(session: Session) -> None:
 
 
 def _search(session: Session, **args: object) -> list[str]:
-    return [f.display_name for f in session.scalars(domain_search.search_families(args))]
+    stmt = domain_search.search_families(args, session=session)
+    return [f.display_name for f in session.scalars(stmt)]
 
 
 def test_search_by_surname_start_in_either_script_and_filters(session: Session) -> None:
@@ -251,10 +252,11 @@ def test_search_by_surname_start_in_either_script_and_filters(session: Session) 
     assert _search(session, surname="ивано") == ["Иванова"]
     assert _search(session, surname="Ivanov") == ["Иванова"]
     assert _search(session, surname="Елкин") == ["Ёлкина"]
-    assert _search(session, surname="ванова") == []  # the start of a surname, not any substring
+    assert _search(session, surname="нова") == []  # the start of a name (or a typo), not any part
     assert _search(session, district="Другой район") == ["Петрова"]
     assert _search(session, category="sop") == ["Ёлкина"]
     assert _search(session, sort="display_name") == ["Ёлкина", "Иванова", "Петрова"]
+    assert _search(session, in_bank=False) == []
     case = domain_cases.open_case_of(session, ivanova.id)
     assert case is not None
     domain_approvals.assign_lead(session, case, "spec-7", by="coord")
@@ -272,7 +274,7 @@ def test_the_family_count_stops_at_the_cap(session: Session, monkeypatch) -> Non
     for surname in ("Иванова", "Иванцова", "Иваненко"):
         domain.register_family(session, family_data(surname))
     session.flush()
-    stmt = domain_search.search_families({"surname": "иван"})
+    stmt = domain_search.search_families({"surname": "иван"}, session=session)
     exact = domain_search.page_of(session, stmt, page=1, page_size=1)
     assert (exact["total"], exact["total_exact"], exact["pages"]) == (3, True, 3)
     monkeypatch.setattr(domain_search, "COUNT_CAP", 2)
@@ -280,3 +282,46 @@ def test_the_family_count_stops_at_the_cap(session: Session, monkeypatch) -> Non
     assert (capped["total"], capped["total_exact"], len(capped["items"])) == (2, False, 1)
     deep = domain_search.page_of(session, stmt, page=3, page_size=1)
     assert len(deep["items"]) == 1 and deep["total"] == 3 and deep["total_exact"]
+
+
+def test_search_any_members_name_in_either_script_with_typos_and_birth_dates(
+    session: Session,
+) -> None:
+    domain.register_family(
+        session, family_data("Смирнова", child="Юрий Петрович", child_born=dt.date(2016, 7, 9))
+    )
+    domain.register_family(session, family_data("Щукина", mother="Наталья Игоревна"))
+    domain.register_family(session, family_data("Smirnoff", mother="Anna"))  # not a Smirnova
+    session.flush()
+    # the child's given name, in Latin, and its other spellings
+    assert _search(session, q="Yuriy") == ["Смирнова"]
+    assert _search(session, q="Iurii") == ["Смирнова"]
+    assert _search(session, q="юр") == ["Смирнова"]
+    # Latin typed, Cyrillic stored, and the other way round
+    assert _search(session, q="Schukina") == ["Щукина"]
+    assert _search(session, q="Natalia") == ["Щукина"]
+    # Смирнофф is "smirnov": Smirnoff whole, then Смирнова, which starts with it
+    assert _search(session, q="Смирнофф") == ["Smirnoff", "Смирнова"]
+    # typos: a letter missing, one wrong; each word must match some member
+    assert _search(session, q="Смирнва") == ["Смирнова", "Smirnoff"]  # the closest first
+    assert _search(session, q="Щюкина Наталья") == ["Щукина"]
+    assert _search(session, q="Смирнва Наталья") == []
+    assert _search(session, q="Жуковская") == []  # nothing near it: no guess
+    # a birth date, alone, in the box with a name, or as its own filter
+    assert _search(session, q="09.07.2016") == ["Смирнова"]
+    assert _search(session, q="Смирнова 2016-07-09") == ["Смирнова"]
+    assert _search(session, q="Щукина 09.07.2016") == []
+    assert _search(session, birth_date=dt.date(2016, 7, 9)) == ["Смирнова"]
+
+
+def test_search_ranks_whole_names_before_starts_and_typos(session: Session) -> None:
+    domain.register_family(session, family_data("Иванов"))
+    domain.register_family(session, family_data("Ивановская"))
+    domain.register_family(session, family_data("Петрова", mother="Иванна Сергеевна"))
+    session.flush()
+    # newest first would put Ивановская first; the whole word ranks first
+    assert _search(session, q="Иванов") == ["Иванов", "Ивановская"]
+    assert _search(session, q="Иванов", sort="-created_at") == ["Ивановская", "Иванов"]
+    assert _search(session, q="Иванна") == ["Петрова"]
+    # a typo is matched through the closest known words, the closest first
+    assert _search(session, q="Ивонов")[0] == "Иванов"

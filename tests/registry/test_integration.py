@@ -124,15 +124,14 @@ def test_surname_search_uses_the_trigram_index(system: System) -> None:
     for surname in ("Иванова", "Ivanovskaya", "Петрова", "Сидорова"):
         register(system, family_payload(surname))
     c = system.client("registry", "coordinator")
-    found = c.get("/families?surname=Иванов&sort=display_name").get_json()
-    assert [f["display_name"] for f in found["items"]] == ["Иванова"]
-    found = c.get("/families?surname=ivanov&sort=display_name").get_json()
-    assert [f["display_name"] for f in found["items"]] == ["Ivanovskaya", "Иванова"]
+    for typed in ("Иванов", "ivanov"):  # either script finds both spellings
+        found = c.get(f"/families?surname={typed}&sort=display_name").get_json()
+        assert [f["display_name"] for f in found["items"]] == ["Ivanovskaya", "Иванова"]
     with system.session("registry") as session:
         session.execute(text("SET enable_seqscan = off"))
         plan = "\n".join(
             session.execute(
-                text("EXPLAIN SELECT id FROM families WHERE search_names LIKE '% иванов%'")
+                text("EXPLAIN SELECT id FROM families WHERE search_names LIKE '% ivanov%'")
             ).scalars()
         )
         ext = session.scalar(text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'"))

@@ -36,8 +36,12 @@ def test_upgrade_backfills_cases_history_and_search_columns(tmp_path) -> None:  
         case = conn.execute(sa.text("SELECT * FROM cases")).mappings().one()
         history = conn.execute(sa.text("SELECT * FROM category_changes")).mappings().one()
         keys = conn.execute(sa.text("SELECT surname_key, given_key FROM members")).all()
+        words = conn.execute(sa.text("SELECT word FROM name_words ORDER BY word")).scalars().all()
     engine.dispose()
-    assert family["display_name"] == "Ёлкина" and " елкина elkina " in family["search_names"]
+    # surnames and given names as skeletons (0006), patronymics left out
+    assert family["display_name"] == "Ёлкина"
+    assert family["search_names"] == " elkina ana elkin ivan "
+    assert words == ["ana", "elkin", "elkina", "ivan"]
     assert family["stage"] == "preparatory" and family["in_bank"]
     assert (case["stage"], str(case["opened_on"]), case["closed_on"]) == (
         "preparatory",

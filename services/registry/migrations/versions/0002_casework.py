@@ -298,7 +298,7 @@ def _backfill() -> None:
     import datetime as dt
     import uuid
 
-    from services.registry import duplicates
+    from services.registry import duplicates, name_search
     from services.registry.domain import display_name
 
     bind = op.get_bind()
@@ -324,7 +324,7 @@ def _backfill() -> None:
             ),
             {
                 "d": display_name(as_dicts) if as_dicts else "",
-                "s": duplicates.search_names(as_dicts),
+                "s": name_search.search_names(as_dicts),
                 "id": family["id"],
             },
         )
