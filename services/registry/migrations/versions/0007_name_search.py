@@ -2,8 +2,8 @@
 in ``families.search_names`` (was: surnames in Cyrillic and Latin), and the lexicon of those
 words (``name_words``) that the typo look-up reads, trigram-indexed on PostgreSQL.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07 18:10:00.000000
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0005'
+revision: str = '0007'
+down_revision: Union[str, Sequence[str], None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
