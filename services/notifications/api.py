@@ -39,7 +39,7 @@ from shared.auth import audit
 from shared.auth.context import current_principal
 from shared.auth.links import check_link_token, issue_link_token
 from shared.auth.policy import require
-from shared.auth.roles import ADMIN, ALL_ROLES, AUDITOR, COORDINATOR
+from shared.auth.roles import ADMIN, ALL_ROLES, AUDITOR, COORDINATOR, WRITING_ROLES
 from shared.db import new_id, utcnow
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 from shared.http import db_session, idempotent, link_protected, opora_app, paginate
@@ -65,6 +65,7 @@ short_links = Blueprint(
 rules_api = Blueprint("rules", __name__, url_prefix="/rules", description="Who is told what")
 
 EVERYONE = tuple(sorted(ALL_ROLES))
+WRITERS = tuple(sorted(WRITING_ROLES))
 OVERSEERS = (ADMIN, COORDINATOR, AUDITOR)
 RECEIPT_LINK = "sms-receipt"
 RECEIPT_LINK_MAX_AGE = 2 * 365 * 24 * 3600  # configured once at the provider; rotate yearly
@@ -213,10 +214,11 @@ def my_preferences() -> Any:
 @prefs_api.route("/me", methods=["PUT"])
 @prefs_api.arguments(PreferencesIn)
 @prefs_api.response(200, PreferencesOut)
-@require(*EVERYONE)
+@require(*WRITERS)
 def set_my_preferences(data: dict[str, Any]) -> Any:
     """Channels, language, time zone, quiet hours, opt-out of non-urgent, daily digest. From
-    now on the agency directory's preferences no longer override these."""
+    now on the agency directory's preferences no longer override these. Not for auditors:
+    they read and never write."""
     person_id = current_principal().subject
     try:
         preferences.save_own(db_session(), person_id, data)

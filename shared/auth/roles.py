@@ -12,3 +12,6 @@ AGENCY_SYSTEM = "agency_system"
 ALL_ROLES: frozenset[str] = frozenset(
     {LEAD_SPECIALIST, COORDINATOR, AGENCY_STAFF, AUDITOR, ADMIN, AGENCY_SYSTEM}
 )
+
+# Everyone but the auditor, who reads and never acts (not even on their own preferences).
+WRITING_ROLES: frozenset[str] = ALL_ROLES - {AUDITOR}
