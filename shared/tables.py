@@ -133,3 +133,31 @@ def protect_audit_log(op: object) -> None:
     bind = op.get_bind()  # type: ignore[attr-defined]
     if bind.dialect.name == "postgresql":
         op.execute(AUDIT_GUARD_SQL)  # type: ignore[attr-defined]
+
+
+SQLITE_AUDIT_GUARDS = {
+    "audit_log_no_update": "UPDATE",
+    "audit_log_no_delete": "DELETE",
+}
+
+
+def protect_audit_log_in_sqlite(op: object) -> None:
+    """The embedded mode's trail is append-only too: SQLite has no functions in triggers, so
+    one trigger per statement kind aborts it (called from each service's migration 'audit
+    trail append-only in SQLite'; PostgreSQL has had its trigger since the first)."""
+    bind = op.get_bind()  # type: ignore[attr-defined]
+    if bind.dialect.name != "sqlite":
+        return
+    for name, statement in SQLITE_AUDIT_GUARDS.items():
+        op.execute(  # type: ignore[attr-defined]
+            f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {statement} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+        )
+
+
+def unprotect_audit_log_in_sqlite(op: object) -> None:
+    bind = op.get_bind()  # type: ignore[attr-defined]
+    if bind.dialect.name != "sqlite":
+        return
+    for name in SQLITE_AUDIT_GUARDS:
+        op.execute(f"DROP TRIGGER IF EXISTS {name}")  # type: ignore[attr-defined]

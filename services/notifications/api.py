@@ -101,10 +101,19 @@ def list_messages(args: dict[str, Any]) -> Any:
             raise Forbidden("you may list your own messages only")
         args["recipient_id"] = principal.subject
     stmt = select(Message).order_by(Message.created_at.desc(), Message.id)
-    for key in ("source_event_id", "recipient_id", "state", "channel"):
+    for key in ("source_event_id", "recipient_id", "family_id", "state", "channel"):
         if args.get(key):
             stmt = stmt.where(getattr(Message, key) == args[key])
-    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
+    page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
+    audit.record_families(
+        db_session(),
+        opora_app().tables,
+        action=audit.LIST,
+        entity="message",
+        family_ids=[m.family_id for m in page["items"]],
+        fields=["subject"],
+    )
+    return page
 
 
 def message_detail(message: Message) -> dict[str, Any]:
@@ -120,7 +129,17 @@ def message_detail(message: Message) -> dict[str, Any]:
 @require(*EVERYONE)
 def get_message(message_id: str) -> Any:
     """A message's status and history (every state it went through, with provider and why)."""
-    return message_detail(_visible(db_session().get(Message, message_id), message_id))
+    message = _visible(db_session().get(Message, message_id), message_id)
+    audit.record(
+        db_session(),
+        opora_app().tables,
+        action=audit.READ,
+        entity="message",
+        entity_id=message.id,
+        family_id=message.family_id,
+        fields=["subject", "text", "html", "attachments"],
+    )
+    return message_detail(message)
 
 
 @messages.route("/<message_id>/resend", methods=["POST"])
@@ -151,6 +170,7 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
         source_event_id=f"resend:{original.id}:{count + 1}",
         source_event_type=original.source_event_type,
         recipient_id=original.recipient_id,
+        family_id=original.family_id,
         channel=original.channel,
         address=data.get("address") or original.address,
         priority=original.priority,
@@ -182,6 +202,7 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
         action=audit.CREATE,
         entity="message",
         entity_id=copy.id,
+        family_id=copy.family_id,
         fields=["resend_of"] + (["address"] if data.get("address") else []),
         reason=data["reason"],
     )

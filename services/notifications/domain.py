@@ -66,8 +66,15 @@ def notify(
                 now=now,
                 public_url=settings.public_url,
                 settings=settings,
+                family_id=family_of(data),
             )
     return made
+
+
+def family_of(data: dict[str, Any]) -> str | None:
+    """The family an event is about, when it names one (a raid's names several: none)."""
+    family_id = data.get("family_id")
+    return family_id if isinstance(family_id, str) and family_id else None
 
 
 def unique(addressees: Iterable[Addressee]) -> list[Addressee]:
@@ -139,6 +146,7 @@ def make(
     attachments: Sequence[dict[str, str]] = (),
     public_url: str | None = None,
     settings: Settings | None = None,
+    family_id: str | None = None,
 ) -> list[Message]:
     """The person's messages on ``channels``; SMS link through a short link when
     ``public_url`` is given (the base the /r/ route answers on). Capability links are stored
@@ -196,6 +204,7 @@ def make(
             source_event_id=source_id,
             source_event_type=source_type,
             recipient_id=who.person_id,
+            family_id=family_id,
             channel=channel,
             address=address,
             priority=priority,

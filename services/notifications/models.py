@@ -210,6 +210,8 @@ class Message(Base):
     source_event_id: Mapped[str] = mapped_column(String(120), index=True)
     source_event_type: Mapped[str] = mapped_column(String(120))
     recipient_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The one family the message concerns, when there is one: reading it is audited for it.
+    family_id: Mapped[str | None] = mapped_column(String(64), index=True)
     channel: Mapped[str] = mapped_column(String(10))
     address: Mapped[str] = mapped_column(String(254))
     priority: Mapped[str] = mapped_column(String(10), default="normal", server_default="normal")

@@ -57,6 +57,7 @@ def _once(
     now: dt.datetime,
     public_url: str | None = None,
     settings: Settings | None = None,
+    family_id: str | None = None,
 ) -> list[Message]:
     prefs = preferences.for_person(session, who.person_id)
     try:
@@ -74,6 +75,7 @@ def _once(
                 now=now,
                 public_url=public_url,
                 settings=settings,
+                family_id=family_id,
             )
     except IntegrityError:  # another worker made it first
         return []
@@ -149,7 +151,7 @@ def referral_reminders(session: Session, settings: Settings, now: dt.datetime) -
                     session,
                     source=f"reminder:referral:{referral.referral_id}:due_soon:{referral.due_at:%Y-%m-%d}",
                     who=addressee(contact), template="referral.due_soon", channels=EMAIL,
-                    context=context, now=now,
+                    context=context, now=now, family_id=referral.family_id,
                 )
             )  # fmt: skip
     return made
@@ -191,6 +193,7 @@ def measure_reminders(session: Session, settings: Settings, now: dt.datetime) ->
                     session,
                     source=f"reminder:measure:{measure.measure_id}:{kind}:{measure.deadline.isoformat()}",
                     who=who, template=f"measure.{kind}", channels=EMAIL, context=context, now=now,
+                    family_id=case.family_id,
                 )
             )  # fmt: skip
     return made

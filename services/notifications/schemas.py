@@ -24,6 +24,7 @@ class MessageOut(Schema):
     source_event_id = fields.String()
     source_event_type = fields.String()
     recipient_id = fields.String()
+    family_id = fields.String(allow_none=True, metadata={"description": "the family it concerns"})
     channel = fields.String()
     priority = fields.String()
     template_key = fields.String(allow_none=True)
@@ -59,6 +60,7 @@ class MessageDetailOut(MessageOut):
 class MessageArgs(PageArgs):
     source_event_id = fields.String(validate=validate.Length(max=120))
     recipient_id = fields.String(validate=validate.Length(max=64))
+    family_id = fields.String(validate=validate.Length(min=1, max=64))
     state = fields.String(validate=validate.OneOf(MESSAGE_STATES))
     channel = fields.String(validate=validate.OneOf(CHANNELS))
 

@@ -77,16 +77,15 @@ def detail(raid: Raid, warnings: list[str] | None = None) -> dict[str, Any]:
 
 
 def audit_families(raid: Raid, action: str, fields: list[str] = FAMILY_FIELDS) -> None:
-    for stop in raid.stops:
-        audit.record(
-            db_session(),
-            tables,
-            action=action,
-            entity="raid",
-            entity_id=raid.id,
-            family_id=stop.family_id,
-            fields=fields,
-        )
+    """One entry per family on the raid, in one INSERT."""
+    audit.record_each(
+        db_session(),
+        tables,
+        action=action,
+        entity="raid",
+        targets=[(raid.id, stop.family_id) for stop in raid.stops],
+        fields=fields,
+    )
 
 
 def _is_on(raid: Raid, person_id: str) -> bool:
@@ -140,12 +139,12 @@ def list_known_families(args: dict[str, Any]) -> Any:
         if args.get(name):
             stmt = stmt.where(getattr(KnownFamily, name) == args[name])
     page = paginate(session, stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(
+    audit.record_families(
         session,
         tables,
-        action="list",
+        action=audit.LIST,
         entity="known_family",
-        entity_id=None,
+        family_ids=[f.family_id for f in page["items"]],
         fields=["display_name", "settlement", "latitude", "longitude"],
     )
     return page
@@ -297,6 +296,7 @@ def get_route(raid_id: str) -> Any:
     raid = readable_raid(raid_id)
     if raid.route is None:
         raise NotFound("the raid has no planned route yet")
+    audit_families(raid, "read", ["route"])
     return raid.route
 
 

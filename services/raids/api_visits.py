@@ -69,15 +69,13 @@ def list_visits(args: dict[str, Any], raid_id: str) -> Any:
         .order_by(VisitAct.recorded_at, VisitAct.id)
     )
     page = paginate(session, stmt, page=args["page"], page_size=args["page_size"])
-    for act in page["items"]:
-        audit.record(
-            session,
-            tables,
-            action="read",
-            entity="visit_act",
-            entity_id=act.id,
-            family_id=act.family_id,
-        )
+    audit.record_each(
+        session,
+        tables,
+        action=audit.READ,
+        entity="visit_act",
+        targets=[(act.id, act.family_id) for act in page["items"]],
+    )
     return page
 
 

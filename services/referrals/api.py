@@ -98,8 +98,13 @@ def list_referrals(args: dict[str, Any]) -> Any:
     if args.get("measure_id"):
         stmt = stmt.where(Referral.measure_id.in_(args["measure_id"]))
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(
-        db_session(), tables, action="list", entity="referral", entity_id=None, fields=["family_id"]
+    audit.record_families(
+        db_session(),
+        tables,
+        action=audit.LIST,
+        entity="referral",
+        family_ids=[r.family_id for r in page["items"]],
+        fields=REFERRAL_FIELDS,
     )
     return page
 
@@ -116,8 +121,14 @@ def referral_changes(args: dict[str, Any]) -> Any:
     page = changes.read(
         db_session(), _scoped(select(Referral), actor()), args.get("since"), args["limit"]
     )
-    for referral in page.items:
-        _audit(referral, "read")
+    audit.record_each(
+        db_session(),
+        tables,
+        action=audit.READ,
+        entity="referral",
+        targets=[(r.id, r.family_id) for r in page.items],
+        fields=REFERRAL_FIELDS,
+    )
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
@@ -190,6 +201,15 @@ def claim_referral(referral_id: str) -> Any:
 @require(*EVERYONE)
 def list_comments(referral_id: str) -> Any:
     referral = domain.visible_referral(db_session(), actor(), referral_id)
+    audit.record(
+        db_session(),
+        tables,
+        action=audit.READ,
+        entity="referral",
+        entity_id=referral.id,
+        family_id=referral.family_id,
+        fields=["comments"],
+    )
     return referral.comments
 
 

@@ -88,7 +88,14 @@ def list_signals(args: dict[str, Any]) -> Any:
         if args.get(name):
             stmt = stmt.where(getattr(Signal, name) == args[name])
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
-    audit.record(db_session(), tables, action="list", entity="signal", entity_id=None)
+    audit.record_families(
+        db_session(),
+        tables,
+        action=audit.LIST,
+        entity="signal",
+        family_ids=[s.family_id for s in page["items"]],
+        fields=FAMILY_FIELDS,
+    )
     return page
 
 

@@ -42,8 +42,13 @@ def list_overdue(args: dict[str, Any]) -> Any:
     )
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
     page["items"] = [sla.overdue_view(r, rules, now) for r in page["items"]]
-    audit.record(
-        db_session(), tables, action="list", entity="referral", entity_id=None, fields=["family_id"]
+    audit.record_families(
+        db_session(),
+        tables,
+        action=audit.LIST,
+        entity="referral",
+        family_ids=[r["family_id"] for r in page["items"]],
+        fields=["family_id", "family_number"],
     )
     return page
 

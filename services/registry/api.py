@@ -3,6 +3,7 @@ rest are in ``api_cases`` and ``api_admin``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, jsonify
@@ -70,6 +71,15 @@ def record(
     )
 
 
+def record_list(
+    action: str, entity: str, family_ids: Iterable[str | None], fields: list[str]
+) -> None:
+    """A list or search answer: one entry for each family in it (one INSERT)."""
+    audit.record_families(
+        db_session(), tables, action=action, entity=entity, family_ids=family_ids, fields=fields
+    )
+
+
 def _record_refusal(family_id: str) -> None:
     """A refused look at a family is kept too, in its own transaction: the request's rolls back."""
     with transaction(opora_app().sessions) as session:
@@ -122,8 +132,11 @@ def list_families(args: dict[str, Any]) -> Any:
     session = db_session()
     stmt = domain_search.search_families(args, agency_id=access.agency_scope(), session=session)
     page = domain_search.page_of(session, stmt, page=args["page"], page_size=args["page_size"])
-    record(
-        "list", "family", None, None, fields=["number", "display_name", "district", "settlement"]
+    record_list(
+        audit.LIST,
+        "family",
+        [f.id for f in page["items"]],
+        fields=["number", "display_name", "district", "settlement"],
     )
     return page
 
@@ -164,7 +177,7 @@ def export_families(args: dict[str, Any]) -> Any:
         tables,
         action=audit.EXPORT,
         entity="family",
-        family_ids=[f.id for f in families_],
+        targets=[(f.id, f.id) for f in families_],
         fields=export.FIELDS,
     )
     fmt = args["format"]
@@ -188,7 +201,7 @@ def export_families(args: dict[str, Any]) -> Any:
 def check_duplicates(data: dict[str, Any]) -> Any:
     """Before registering: which families in the bank this report may describe."""
     candidates = duplicates.find_candidates(db_session(), data)
-    record("search", "family", None, None, fields=["duplicates"])
+    record_list(audit.SEARCH, "family", [c.family_id for c in candidates], fields=["duplicates"])
     return {"candidates": candidates}
 
 
@@ -258,6 +271,7 @@ def family_duplicates(family_id: str) -> Any:
         session, duplicates.family_as_report(family), exclude=family.id
     )
     record("search", "family", family.id, family.id, fields=["duplicates"])
+    record_list(audit.SEARCH, "family", [c.family_id for c in candidates], fields=["duplicates"])
     return {"candidates": candidates}
 
 
@@ -283,6 +297,7 @@ def link_duplicate(data: dict[str, Any], family_id: str) -> Any:
 def list_links(family_id: str) -> Any:
     session = db_session()
     domain.get_family(session, family_id)
+    record("read", "family", family_id, family_id, fields=["links"])
     return session.scalars(
         select(FamilyLink).where(FamilyLink.family_id == family_id).order_by(FamilyLink.linked_at)
     ).all()

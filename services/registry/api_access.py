@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
 
 from services.registry import access, addresses, domain
-from services.registry.api import CASEWORK, record
+from services.registry.api import CASEWORK, record, record_list
 from services.registry.models import Family, GlassBreak
 from services.registry.schemas import (
     AddressHistoryOut,
@@ -95,7 +95,12 @@ def list_grants(args: dict[str, Any]) -> Any:
         stmt = stmt.where(GlassBreak.family_id == args["family_id"])
     stmt = stmt.options(selectinload(GlassBreak.family))
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
-    record("list", "glass_break", None, None, fields=["subject", "reason", "number"])
+    record_list(
+        "list",
+        "glass_break",
+        [g.family_id for g in page["items"]],
+        fields=["subject", "reason", "number"],
+    )
     return page
 
 

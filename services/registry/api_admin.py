@@ -1,5 +1,5 @@
 """The registry's HTTP API for monitoring and administration: statistics (JSON, CSV, XLSX, PNG),
-the catalogues admins extend, and the audit trail (read-only)."""
+the catalogues admins extend (the audit trail is every service's, shared.http.audit)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from sqlalchemy import select
 from services.registry import domain_plan, statistics
 from services.registry.models import CatalogueEntry, tables
 from services.registry.schemas_cases import (
-    AuditArgs,
-    AuditPage,
     CatalogueEntryIn,
     CatalogueEntryOut,
     CatalogueOut,
@@ -24,9 +22,9 @@ from shared.auth import audit
 from shared.auth.policy import require
 from shared.auth.roles import ADMIN, AUDITOR, COORDINATOR, LEAD_SPECIALIST
 from shared.errors import NotFound
-from shared.http import db_session, idempotent, paginate
+from shared.http import db_session, idempotent
 
-admin = Blueprint("admin", __name__, url_prefix="", description="Statistics, catalogues, audit")
+admin = Blueprint("admin", __name__, url_prefix="", description="Statistics, catalogues")
 
 MEDIA = {
     "csv": ("text/csv; charset=utf-8", "csv"),
@@ -105,21 +103,3 @@ def retire_catalogue_entry(name: str, code: str) -> Any:
         raise NotFound("no added entry with this code (built-in codes stay)")
     entry.active = False
     return None
-
-
-@admin.route("/audit", methods=["GET"])
-@admin.arguments(AuditArgs, location="query")
-@admin.response(200, AuditPage)
-@require(ADMIN)
-def audit_trail(args: dict[str, Any]) -> Any:
-    """Who read or changed what, newest first; nobody can edit it."""
-    log = tables.audit_log
-    stmt = select(log).order_by(log.c.at.desc(), log.c.id.desc())
-    for key in ("family_id", "actor", "entity", "action"):
-        if args.get(key):
-            stmt = stmt.where(log.c[key] == args[key])
-    if args.get("since"):
-        stmt = stmt.where(log.c.at >= args["since"])
-    if args.get("until"):
-        stmt = stmt.where(log.c.at < args["until"])
-    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])

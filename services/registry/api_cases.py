@@ -15,7 +15,7 @@ from services.registry import (
     domain_contact_log,
     domain_plan,
 )
-from services.registry.api import CASEWORK, record
+from services.registry.api import CASEWORK, record, record_list
 from services.registry.models import Agreement, Approval, ContactEntry, Finding, Measure
 from services.registry.schemas_cases import (
     AgreementIn,
@@ -165,14 +165,15 @@ def list_approvals(case_id: str) -> Any:
 def approvals_inbox(args: dict[str, Any]) -> Any:
     """Approval requests across cases, oldest first (default: pending): the coordinator's
     inbox; `mine_to_decide=true` leaves out the caller's own requests."""
-    record("list", "approval", None, None, fields=["number"])
     stmt = domain_approvals.approvals_list(
         state=args["state"],
         kind=args.get("kind"),
         district=args.get("district"),
         not_requested_by=current_principal().subject if args["mine_to_decide"] else None,
     )
-    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
+    page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
+    record_list("list", "approval", [a["family_id"] for a in page["items"]], fields=["number"])
+    return page
 
 
 @cases.route("/approvals/<approval_id>/decision", methods=["POST"])
@@ -288,13 +289,14 @@ def update_measure(data: dict[str, Any], measure_id: str) -> Any:
 @require(*CASEWORK)
 def overdue(args: dict[str, Any]) -> Any:
     """Overdue measures, filtered per case, per lead specialist, per district or agency."""
-    record("list", "measure", None, None, fields=["overdue"])
-    return paginate(
+    page = paginate(
         db_session(),
         domain_plan.overdue_measures(args),
         page=args["page"],
         page_size=args["page_size"],
     )
+    record_list("list", "measure", [m["family_id"] for m in page["items"]], fields=["overdue"])
+    return page
 
 
 @cases.route("/measures/overdue/summary", methods=["GET"])

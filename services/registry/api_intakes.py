@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from services.registry import intake
-from services.registry.api import record
+from services.registry.api import record, record_list
 from services.registry.models import Intake
 from services.registry.schemas_intake import (
     IntakeArgs,
@@ -38,7 +38,12 @@ def list_intakes(args: dict[str, Any]) -> Any:
         stmt = stmt.where(Intake.district == args["district"])
     stmt = stmt.order_by(Intake.created_at, Intake.id)
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
-    record("list", "intake", None, None, fields=["district", "state", "candidates_count"])
+    record_list(
+        "list",
+        "intake",
+        [i.family_id for i in page["items"]],
+        fields=["district", "state", "candidates_count"],
+    )
     return page
 
 
@@ -50,6 +55,9 @@ def get_intake(intake_id: str) -> Any:
     that matched."""
     found = intake.get_intake(db_session(), intake_id)
     record("read", "intake", found.id, found.family_id, fields=["known", "candidates"])
+    candidates = [c.get("family_id") for c in found.candidates or []]
+    if candidates:
+        record_list("search", "family", [str(c) for c in candidates if c], fields=["candidates"])
     return found
 
 

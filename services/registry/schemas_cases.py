@@ -1,4 +1,4 @@
-"""HTTP schemas of cases, support plans, assessments, statistics, catalogues and the audit."""
+"""HTTP schemas of cases, support plans, assessments, statistics and catalogues."""
 
 from __future__ import annotations
 
@@ -341,33 +341,8 @@ class CatalogueOut(Schema):
     items = fields.List(fields.Nested(CatalogueEntryOut))
 
 
-class AuditArgs(PageArgs):
-    family_id = fields.String()
-    actor = fields.String()
-    entity = fields.String()
-    action = fields.String()
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
-
-
-class AuditOut(Schema):
-    id = fields.Integer()
-    at = fields.DateTime()
-    actor = fields.String()
-    actor_agency = fields.String(allow_none=True)
-    actor_roles = fields.List(fields.String())
-    action = fields.String()
-    entity = fields.String()
-    entity_id = fields.String(allow_none=True)
-    family_id = fields.String(allow_none=True)
-    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields", allow_none=True)
-    reason = fields.String(allow_none=True)
-    correlation_id = fields.String(allow_none=True)
-
-
 CasePage = page_schema(CaseOut)
 OverduePage = page_schema(OverdueOut)
-AuditPage = page_schema(AuditOut)
 ApprovalPage = page_schema(ApprovalListOut)
 ContactEntryPage = page_schema(ContactEntryOut)
 

@@ -146,7 +146,9 @@ def create_service_app(
     api.spec.components.security_scheme(
         "linkToken", {"type": "apiKey", "in": "query", "name": "token"}
     )
-    for blueprint in blueprints:
+    from shared.http.audit import audit_blueprint
+
+    for blueprint in (*blueprints, audit_blueprint()):
         api.register_blueprint(blueprint)
 
     app.before_request(_start_request)
