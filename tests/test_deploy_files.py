@@ -39,7 +39,10 @@ INIT_SQL = DEPLOY / "postgres" / "init.sql"
 DOCKERFILE = DEPLOY / "Dockerfile"
 
 SERVICES = ("registry", "referrals", "raids", "notifications")
+CONSOLE = "console"
+APPS = (*SERVICES, CONSOLE)
 HOST_PORTS = {"registry": 8001, "referrals": 8002, "raids": 8003, "notifications": 8004}
+CONSOLE_HOST_PORT = 8000
 CONTAINER_PORT = 8000
 WEB_BIND = f"0.0.0.0:{CONTAINER_PORT}"
 NAMESPACE = "opora"
@@ -208,7 +211,7 @@ def walk_opora_invocations(argvs: Iterable[tuple[str, list[str]]]) -> list[str]:
             problems.append(f"{where}: {problem}")
             continue
         service = params.get("service")
-        if service is not None and service not in SERVICES:
+        if service is not None and service not in APPS:
             problems.append(f"{where}: unknown SERVICE {service!r}")
     return problems
 
@@ -1099,7 +1102,7 @@ def test_rabbitmq_conf() -> None:
 def test_init_sql_creates_every_database() -> None:
     sql = INIT_SQL.read_text(encoding="utf-8")
     problems = [
-        f"init.sql does not create opora_{s}" for s in SERVICES if f"'opora_{s}'" not in sql
+        f"init.sql does not create opora_{s}" for s in APPS if f"'opora_{s}'" not in sql
     ]
     if "OWNER opora" not in sql:
         problems.append("init.sql should make `opora` the owner of the databases")
@@ -1166,4 +1169,112 @@ def test_dockerfile() -> None:
         for key in re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", rest):
             if key not in ENV_VARS and key not in allowed and not key.startswith("PIP_"):
                 problems.append(f"ENV {key} is not in shared.config.ENV_VARS")
+    assert not problems, report(problems)
+
+
+# --- the console ----------------------------------------------------------------------------
+
+
+def test_compose_console(compose_services: dict[str, dict[str, Any]]) -> None:
+    """The console: web only (no worker), migrated first, its own database and no broker, the
+    services' APIs by their compose names, and the public URL every service's links use."""
+    problems = []
+    web = compose_services.get(f"{CONSOLE}-web")
+    migrate = compose_services.get(f"migrate-{CONSOLE}")
+    if web is None or migrate is None:
+        pytest.fail(f"compose needs {CONSOLE}-web and migrate-{CONSOLE}")
+    if f"{CONSOLE}-worker" in compose_services:
+        problems.append("the console has no worker")
+    problems += check_invocation(
+        f"{CONSOLE}-web", as_argv(web.get("command")), ("web",), CONSOLE, WEB_BIND
+    )
+    problems += check_invocation(
+        f"migrate-{CONSOLE}", as_argv(migrate.get("command")), ("db", "upgrade"), CONSOLE
+    )
+    if (str(CONSOLE_HOST_PORT), str(CONTAINER_PORT)) not in host_port_pairs(web.get("ports")):
+        problems.append(f"{CONSOLE}-web: should publish {CONSOLE_HOST_PORT}:{CONTAINER_PORT}")
+    depends = web.get("depends_on") or {}
+    if (depends.get(f"migrate-{CONSOLE}") or {}).get("condition") != (
+        "service_completed_successfully"
+    ):
+        problems.append(f"{CONSOLE}-web: should wait for migrate-{CONSOLE} to complete")
+    if not (migrate.get("healthcheck") or {}).get("disable"):
+        problems.append(f"migrate-{CONSOLE}: disable the image's HTTP healthcheck")
+    for name, svc in ((f"{CONSOLE}-web", web), (f"migrate-{CONSOLE}", migrate)):
+        env = env_items(svc.get("environment"))
+        url = str(env.get("CONSOLE_DATABASE_URL") or "")
+        if not re.match(r"postgresql\+psycopg://[^@]+@postgres:5432/opora_console$", url):
+            problems.append(f"{name}: CONSOLE_DATABASE_URL should be postgres:5432/opora_console")
+        if DATABASE_URL_VARS & env.keys() or "BROKER_URL" in env:
+            problems.append(f"{name}: sees a service's database or the broker")
+        if env.get("OPORA_MODE") != "production":
+            problems.append(f"{name}: OPORA_MODE should be production")
+    env = env_items(web.get("environment"))
+    for s in SERVICES:
+        expected = f"http://{s}-web:{CONTAINER_PORT}"
+        if env.get(f"CONSOLE_{s.upper()}_URL") != expected:
+            problems.append(f"{CONSOLE}-web: CONSOLE_{s.upper()}_URL should be {expected}")
+    for var in ("CONSOLE_SECRET_KEY", "CONSOLE_OIDC_ISSUER", "CONSOLE_OIDC_CLIENT_ID"):
+        if not env.get(var):
+            problems.append(f"{CONSOLE}-web: production mode refuses to start without {var}")
+    public = {
+        str(env_items(svc.get("environment")).get("OPORA_PUBLIC_URL"))
+        for name, svc in compose_services.items()
+        if is_opora_service(svc) and not name.startswith("migrate-")
+    }
+    if public != {"${OPORA_PUBLIC_URL:-http://localhost:8000}"}:
+        problems.append(f"every service's links should open the console (:8000): {public}")
+    assert not problems, report(problems)
+
+
+def test_k8s_console(k8s_objects: list[tuple[str, dict[str, Any]]]) -> None:
+    problems = []
+    deployment = k8s_find(k8s_objects, "Deployment", f"{CONSOLE}-web")
+    service = k8s_find(k8s_objects, "Service", CONSOLE)
+    if deployment is None or service is None:
+        pytest.fail(f"Kubernetes needs a Deployment {CONSOLE}-web and a Service {CONSOLE}")
+    if k8s_find(k8s_objects, "Deployment", f"{CONSOLE}-worker") is not None:
+        problems.append("the console has no worker")
+    containers = [c for kind, c in pod_containers(deployment) if kind == "containers"]
+    inits = [c for kind, c in pod_containers(deployment) if kind == "initContainers"]
+    if len(containers) != 1:
+        pytest.fail(f"{CONSOLE}-web: expected one container")
+    web = containers[0]
+    problems += check_invocation(f"{CONSOLE}-web", container_argv(web), ("web",), CONSOLE, WEB_BIND)
+    if not any(
+        not check_invocation("", container_argv(c), ("db", "upgrade"), CONSOLE) for c in inits
+    ):
+        problems.append(f"{CONSOLE}-web: no init container runs `opora db upgrade console`")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = (web.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or resolve_port(web, get.get("port")) != CONTAINER_PORT:
+            problems.append(f"{CONSOLE}-web: {probe} should GET {path} on :{CONTAINER_PORT}")
+    secret_keys = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in web.get("env") or []
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    }
+    for key in ("CONSOLE_DATABASE_URL", "CONSOLE_SECRET_KEY"):
+        if key not in secret_keys:
+            problems.append(f"{CONSOLE}-web: {key} should come from the Secret")
+    if DATABASE_URL_VARS & secret_keys or "BROKER_URL" in secret_keys:
+        problems.append(f"{CONSOLE}-web: sees a service's database or the broker")
+    config: dict[str, str] = {}
+    for source in web.get("envFrom") or []:
+        name = (source.get("configMapRef") or {}).get("name")
+        found = k8s_find(k8s_objects, "ConfigMap", name) if name else None
+        config.update((found or {}).get("data") or {})
+    for s in SERVICES:
+        expected = f"http://{s}:{CONTAINER_PORT}"
+        target = k8s_find(k8s_objects, "Service", s)
+        ports = [p.get("port") for p in (target or {}).get("spec", {}).get("ports") or []]
+        if config.get(f"CONSOLE_{s.upper()}_URL") != expected or CONTAINER_PORT not in ports:
+            problems.append(f"{CONSOLE}-web: CONSOLE_{s.upper()}_URL should be {expected}")
+    for var in ("CONSOLE_OIDC_ISSUER", "CONSOLE_OIDC_CLIENT_ID", "OPORA_PUBLIC_URL"):
+        if not config.get(var):
+            problems.append(f"{CONSOLE}-web: {var} missing from its ConfigMaps")
+    selector = service.get("spec", {}).get("selector") or {}
+    labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        problems.append(f"Service {CONSOLE}: selector does not select {CONSOLE}-web's pods")
     assert not problems, report(problems)
