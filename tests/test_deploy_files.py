@@ -1101,9 +1101,7 @@ def test_rabbitmq_conf() -> None:
 
 def test_init_sql_creates_every_database() -> None:
     sql = INIT_SQL.read_text(encoding="utf-8")
-    problems = [
-        f"init.sql does not create opora_{s}" for s in APPS if f"'opora_{s}'" not in sql
-    ]
+    problems = [f"init.sql does not create opora_{s}" for s in APPS if f"'opora_{s}'" not in sql]
     if "OWNER opora" not in sql:
         problems.append("init.sql should make `opora` the owner of the databases")
     assert not problems, report(problems)

@@ -85,6 +85,10 @@ def create_app(
         state.sessions, dt.timedelta(hours=config.session_hours)
     )
     CSRFProtect(app)
+    if config.oidc is not None:
+        from services.console import oidc
+
+        oidc.init_app(app, config.oidc, config.api_timeout)
     i18n.init_app(app, config.timezone)
     app.jinja_env.globals.update(
         current_person=current_person, label=label, badge_tone=badge_tone, navigation=navigation

@@ -19,6 +19,7 @@ from shared.auth.roles import AUDITOR
 from shared.auth.tokens import issue_dev_token
 
 REFRESH_MARGIN_SECONDS = 60
+"""A token is refreshed this long before it expires (a quarter of its life if that is shorter)."""
 DIRECTORY_READER = "console-directory"
 
 
@@ -81,6 +82,9 @@ def start_session(person: Person, tokens: dict[str, Any]) -> None:
     session["person"] = person.to_dict()
     session["token"] = tokens["access_token"]
     session["token_expires_at"] = int(tokens.get("expires_at") or _expiry(tokens["access_token"]))
+    session["token_lifetime"] = int(
+        tokens.get("lifetime") or max(1, session["token_expires_at"] - int(time.time()))
+    )
     for name in ("refresh_token", "id_token"):
         if tokens.get(name):
             session[name] = tokens[name]
@@ -97,10 +101,17 @@ def end_session() -> None:
 
 
 def refresh_if_needed() -> Response | None:
-    """Before a signed-in request: a token about to expire means signing in again."""
+    """Before a signed-in request: a token about to expire is refreshed at the provider (OIDC)
+    or, when it cannot be, the person signs in again."""
     expires_at = int(session.get("token_expires_at") or 0)
-    if expires_at - REFRESH_MARGIN_SECONDS > time.time():
+    margin = min(REFRESH_MARGIN_SECONDS, int(session.get("token_lifetime") or 0) // 4)
+    if expires_at - margin > time.time():
         return None
+    if session.get("refresh_token"):
+        from services.console import oidc
+
+        if oidc.refresh():
+            return None
     end_session()
     session["notice"] = "expired"
     target = request.full_path.rstrip("?") if request.method == "GET" else "/"

@@ -23,6 +23,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "referrals": _l("Направления и сигналы"),
         "raids": _l("Рейды"),
         "notifications": _l("Уведомления"),
+        "oidc": _l("Служба входа"),
     },
     "role": {
         "coordinator": _l("Координатор"),

@@ -294,3 +294,19 @@ def test_a_form_keeps_what_was_typed_and_puts_api_errors_on_their_fields(make_ap
     assert '<a href="#field-deadline">Срок: Not a valid date.</a>' in html
     assert 'aria-describedby="error-deadline"' in html and 'aria-invalid="true"' in html
     assert 'name="idempotency_key" value="k-12345678"' in html
+
+
+def test_production_needs_a_secret_key_and_an_oidc_provider(tmp_path: Path) -> None:
+    from services.console.config import ConsoleConfig
+    from shared.config import ConfigError
+
+    env = {"OPORA_MODE": "production", "CONSOLE_DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
+    with pytest.raises(ConfigError, match="CONSOLE_SECRET_KEY"):
+        ConsoleConfig.from_settings(load_settings("console", env=env))
+    env["CONSOLE_SECRET_KEY"] = "k" * 32
+    with pytest.raises(ConfigError, match="CONSOLE_OIDC_ISSUER"):
+        ConsoleConfig.from_settings(load_settings("console", env=env))
+    env["CONSOLE_OIDC_ISSUER"] = "https://sso.example.org/realms/opora/"
+    env["CONSOLE_OIDC_CLIENT_ID"] = "opora-console"
+    config = ConsoleConfig.from_settings(load_settings("console", env=env))
+    assert config.oidc is not None and config.oidc.issuer == "https://sso.example.org/realms/opora"

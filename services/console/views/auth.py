@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from services.console.clients import ServiceDown
 from services.console.i18n import LANGUAGES
 
 auth = Blueprint("auth", __name__)
+log = logging.getLogger("opora.console")
 
 
 def safe_next(target: str | None) -> str:
@@ -62,11 +64,52 @@ def sign_in_as() -> Any:
     return redirect(safe_next(request.form.get("next")))
 
 
+@auth.route("/sign-in/oidc", methods=["GET"])
+@public_page
+def oidc_start() -> Any:
+    """Production: off to the provider's sign-in page (authorization code with PKCE)."""
+    from services.console import oidc
+
+    if console().config.oidc is None:
+        return redirect(url_for("auth.sign_in"))
+    try:
+        return oidc.start(safe_next(request.args.get("next")))
+    except oidc.SignInFailed as exc:
+        log.warning("sign-in refused: %s", exc)
+        session["notice"] = "failed"
+        return redirect(url_for("auth.sign_in"))
+
+
+@auth.route("/sign-in/callback", methods=["GET"])
+@public_page
+def oidc_callback() -> Any:
+    from services.console import oidc
+
+    if console().config.oidc is None:
+        return redirect(url_for("auth.sign_in"))
+    try:
+        _person, target = oidc.finish(request.args.get("iss"))
+    except oidc.SignInFailed as exc:
+        log.warning("sign-in refused: %s", exc)
+        signing.end_session()
+        session["notice"] = "failed"
+        return redirect(url_for("auth.sign_in"))
+    return redirect(safe_next(target))
+
+
 @auth.route("/sign-out", methods=["POST"])
 @public_page
 def sign_out() -> Any:
+    """Ends the console's session and, with OIDC, the provider's (RP-initiated logout)."""
+    id_token = session.get("id_token")
     signing.end_session()
     session["notice"] = "signed_out"
+    if console().config.oidc is not None:
+        from services.console import oidc
+
+        provider_page = oidc.end_session_url(id_token)
+        if provider_page:
+            return redirect(provider_page)
     return redirect(url_for("auth.sign_in"))
 
 
