@@ -14,6 +14,7 @@ from services.notifications import (
     capabilities,
     delivery,
     domain,
+    events,
     preferences,
     receipts,
     rules,
@@ -149,8 +150,9 @@ def get_message(message_id: str) -> Any:
 @idempotent
 def resend(data: dict[str, Any], message_id: str) -> Any:
     """A new message with the first one's bodies (linked by ``resend_of``), queued now; audited.
-    Its capability links are fresh (new signed tokens, a new short code), and the first
-    one's short link to a capability stops working."""
+    Its capability links are fresh (new signed tokens, a new short code); the first one's
+    short link to a capability stops working, and ``notifications.link.reissued`` tells the
+    service that checks the signed links to refuse those issued before."""
     session = db_session()
     original = session.get(Message, message_id)
     if original is None:
@@ -161,6 +163,8 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
     now = utcnow()
     settings = opora_app().settings
     sealed, short_code = capabilities.unseal(settings, original.sealed_links), None
+    # whole seconds, as the tokens carry them: the fresh ones are issued from this second on
+    issued_from = now.replace(microsecond=0)
     if sealed is not None:
         sealed, short_code = capabilities.reissue(settings, sealed, domain.new_short_code)
         if sealed.target is not None:
@@ -196,6 +200,13 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
     session.add(
         states.move(copy, "queued", now, detail=f"resend of {original.id} by {principal.subject}")
     )
+    for purpose, subject in capabilities.signed_subjects(sealed) if sealed else []:
+        events.publish(
+            session,
+            "notifications.link.reissued",
+            {"purpose": purpose, "subject": subject, "issued_from": issued_from,
+             "message_id": copy.id, "resend_of": original.id},
+        )  # fmt: skip
     audit.record(
         session,
         opora_app().tables,

@@ -196,3 +196,11 @@ def reissue(
         target_origin=sealed.target_origin,
     )
     return fresh, code
+
+
+def signed_subjects(sealed: Sealed) -> list[tuple[str, str]]:
+    """(purpose, subject) of every signed link in ``sealed``: what a resend replaced."""
+    found = [o for o in (sealed.origins or {}).values() if o[0] != "short"]
+    if sealed.target_origin is not None:
+        found.append(sealed.target_origin)
+    return sorted({(purpose, subject) for purpose, subject, _ in found})

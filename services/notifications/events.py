@@ -37,6 +37,20 @@ class MessageFailedV1(Schema):
     reason = fields.String(required=True, validate=validate.Length(max=500))
 
 
+@event_schema("notifications.link.reissued", 1)
+class LinkReissuedV1(Schema):
+    """A message was sent again with fresh signed links (``POST /messages/{id}/resend``): the
+    service that checks links of ``purpose`` for ``subject`` (referrals: ``referral`` and the
+    referral's id) stops opening those issued before ``issued_from``, so the old link in the
+    lost or misdirected message no longer acts. Never the link or its token."""
+
+    purpose = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    issued_from = fields.DateTime(required=True)
+    message_id = fields.String(required=True)
+    resend_of = fields.String(required=True)
+
+
 def publish(
     session: Session, name: str, data: dict[str, Any], version: int | None = None
 ) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Answering a referral by a signed link (no account): ``GET`` shows what the referral
 carries, ``POST`` accepts, rejects, starts or completes it. The token is bound to the purpose
-``referral`` and the referral's id, and expires after ``REFERRALS_LINK_DAYS``; a bad, foreign
-or expired token answers 401. Every answer is audited as ``link:<agency_id>``."""
+``referral`` and the referral's id, and expires after ``REFERRALS_LINK_DAYS``; a bad, foreign,
+expired or replaced (sent again, ``notifications.link.reissued``) token answers 401. Every answer is audited as ``link:<agency_id>``."""
 
 from __future__ import annotations
 
@@ -31,13 +31,14 @@ SHOWN_FIELDS = ["number", "service_code", "reason", "urgency", "deadline", "cont
 
 
 def _referral(referral_id: str, token: str, *, for_update: bool = False) -> Referral:
-    check_link_token(
+    issued_at = check_link_token(
         opora_app().settings,
         token,
         links.PURPOSE,
         referral_id,
         links.link_days(opora_app().settings.options) * 24 * 3600,
     )
+    links.check_not_replaced(db_session(), referral_id, issued_at)
     referral = domain.get_referral(db_session(), referral_id, for_update=for_update)
     if referral.agency_id is None or referral.status == "draft":
         raise Unauthorized("the link is not valid")

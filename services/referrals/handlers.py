@@ -2,8 +2,9 @@
 
 ``registry.measure.assigned`` and raids' ``followup.requested`` become referrals (once each);
 ``registry.agreement.recorded`` and ``.withdrawn`` feed the consent read model and the registry's family events
-the number and district of families. Jobs: the signal escalation and the referral SLA check
-(overdue reminders, escalations) every minute; webhook deliveries every few seconds; the queues
+the number and district of families; ``notifications.link.reissued`` retires a referral's
+answer links older than a resend's fresh one. Jobs: the signal escalation and the referral SLA
+check (overdue reminders, escalations) every minute; webhook deliveries every few seconds; the queues
 of agencies that connect over AMQP declared every minute. A second consumer reads the agency
 ingress (``agency_ingress.py``).
 """
@@ -12,7 +13,15 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services.referrals import agency_ingress, directory, intake, signals, sla, webhook_delivery
+from services.referrals import (
+    agency_ingress,
+    directory,
+    intake,
+    links,
+    signals,
+    sla,
+    webhook_delivery,
+)
 from shared.db import transaction, utcnow
 from shared.events import Event
 from shared.messaging.consumer import Handlers
@@ -41,6 +50,12 @@ def followup_requested(session: Session, event: Event) -> None:
 @handlers.on("registry.family.updated")
 def family_changed(session: Session, event: Event) -> None:
     intake.remember_family(session, event.data)
+
+
+@handlers.on("notifications.link.reissued")
+def link_reissued(session: Session, event: Event) -> None:
+    if event.data["purpose"] == links.PURPOSE:
+        links.raise_floor(session, event.data["subject"], event.data["issued_from"])
 
 
 def escalate_signals(ctx: JobContext) -> None:

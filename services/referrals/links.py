@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from services.referrals import domain
 from services.referrals.domain import OPEN_STATUSES, Actor
-from services.referrals.models import Referral
+from services.referrals.models import AnswerLinkFloor, Referral
 from shared.config import ConfigError, Settings
-from shared.errors import Conflict
+from shared.errors import Conflict, Unauthorized
 
 PURPOSE = "referral"
 DEFAULT_DAYS = 14
@@ -49,6 +49,22 @@ def link_days(env: Mapping[str, str]) -> int:
 def link_url(settings: Settings, referral_id: str, token: str) -> str:
     """The shape notifications builds too: keep them the same."""
     return f"{settings.public_url}/referrals/{referral_id}/respond?token={token}"
+
+
+def raise_floor(session: Session, referral_id: str, issued_from: dt.datetime) -> None:
+    """Links of the referral issued before ``issued_from`` stop working (a resend's fresh link
+    replaced them); the floor only rises, whatever order the resends' events come in."""
+    floor = session.get(AnswerLinkFloor, referral_id, with_for_update=True)
+    if floor is None:
+        session.add(AnswerLinkFloor(referral_id=referral_id, issued_from=issued_from))
+    elif issued_from > floor.issued_from:
+        floor.issued_from = issued_from
+
+
+def check_not_replaced(session: Session, referral_id: str, issued_at: dt.datetime) -> None:
+    floor = session.get(AnswerLinkFloor, referral_id)
+    if floor is not None and issued_at < floor.issued_from:
+        raise Unauthorized("the link was replaced by a newer one: use the latest message")
 
 
 def actor_for(referral: Referral) -> Actor:

@@ -106,6 +106,17 @@ class RoutingRule(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AnswerLinkFloor(Base):
+    """A referral's answer links issued before ``issued_from`` no longer open it: notifications
+    sent the link again (``notifications.link.reissued``) and the old one may be in wrong
+    hands. Kept apart from the referral, which did not change."""
+
+    __tablename__ = "answer_link_floors"
+
+    referral_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    issued_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class Consent(Base):
     """Read model of a family's agreement (registry): to which agency kinds data may go."""
 

@@ -6,6 +6,7 @@ The token names its purpose and subject, so a link for one thing opens nothing e
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -29,10 +30,13 @@ def issue_link_token(settings: Settings, purpose: str, subject: str, *, fresh: b
 
 def check_link_token(
     settings: Settings, token: str, purpose: str, subject: str, max_age_seconds: int
-) -> None:
-    """Raises Unauthorized unless ``token`` was issued for this purpose and subject, in time."""
+) -> dt.datetime:
+    """Raises Unauthorized unless ``token`` was issued for this purpose and subject, in time;
+    returns when it was issued (whole seconds, UTC), for links a newer one replaced."""
     try:
-        signed_subject = _serializer(settings, purpose).loads(token, max_age=max_age_seconds)
+        signed_subject, issued = _serializer(settings, purpose).loads(
+            token, max_age=max_age_seconds, return_timestamp=True
+        )
     except SignatureExpired:
         raise Unauthorized("the link has expired: ask for a new one") from None
     except BadSignature:
@@ -41,3 +45,4 @@ def check_link_token(
         signed_subject = signed_subject[0]  # [subject, nonce]
     if signed_subject != subject:
         raise Unauthorized("the link is not valid")
+    return issued

@@ -1,14 +1,16 @@
 """A capability link reaches only its recipient (issue 12, point 2): a charity's signed answer
 link and the SMS's short link to it are in no API view of the message, whoever reads it (the
 recipient too: they read it where it was delivered); they reach the real SMTP server and SMPP
-centre of ``peers.py``; a resend issues fresh ones and ends the old short link; the retention
-purge takes them with the bodies. Embedded set-up (SQLite)."""
+centre of ``peers.py``; a resend issues fresh ones, ends the old short link, and referrals then
+refuses the replaced answer link; the retention purge takes them with the bodies. Embedded
+set-up (SQLite, the file transport)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from services.notifications import capabilities, delivery, domain, readmodels
 from services.notifications.channels import parse_sms_provider
 from services.notifications.models import Message
+from services.referrals import directory
 from shared.auth.links import check_link_token
 from shared.config import SmtpSettings
 from shared.events import Event
@@ -199,3 +202,63 @@ def test_the_retention_purge_takes_the_sealed_links_too(
             )
     anyone = system.app("notifications").test_client()
     assert anyone.get(short.removeprefix("https://opora.test")).status_code == 404
+
+
+def test_the_referral_refuses_the_link_a_resend_replaced(embedded_system: System) -> None:
+    """Across the bus: referrals sends the referral, notifications makes the charity's email
+    with its answer link; after a resend (``notifications.link.reissued``) referrals opens the
+    fresh link and refuses the old one."""
+    system = embedded_system
+    admin = system.app("referrals").test_client()
+    admin.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {system.token('admin')}"
+    charity = charity_event().data
+    agency = {k: charity[k] for k in ("name", "kind", "districts", "delivery")}
+    agency.update(id="charity-1", services=["food_aid"], contacts=[
+        {k: charity["contacts"][0][k] for k in ("person_id", "name", "role", "email", "phone")}
+    ])  # fmt: skip
+    assert admin.post("/agencies", json=agency).status_code == 201
+    with system.session("referrals") as session, session.begin():
+        directory.remember_agreement(
+            session,
+            {"agreement_id": "agr-1", "case_id": "c", "family_id": "fam-1",
+             "signed_on": dt.date.today() - dt.timedelta(days=1),
+             "valid_until": dt.date.today() + dt.timedelta(days=90),
+             "consent_data_processing": True, "share_with": ["charity"]},
+        )  # fmt: skip
+    lead = system.app("referrals").test_client()
+    lead.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {system.token('lead_specialist')}"
+    referral = {
+        "family_id": "fam-1", "family_number": "Т-001", "district": "Тарногский район",
+        "service_code": "food_aid", "agency_id": "charity-1", "reason": "продуктовый набор",
+        "urgency": "urgent", "deadline": (dt.date.today() + dt.timedelta(days=30)).isoformat(),
+        "contact": {"person_id": "spec-1", "name": "Специалист"},
+    }  # fmt: skip
+    created = lead.post("/referrals", json=referral)
+    assert created.status_code == 201, created.get_json()
+    referral_id = created.get_json()["id"]
+    system.relay("referrals")
+    system.consume("notifications")
+    with system.session("notifications") as session:
+        email = session.scalars(
+            select(Message).where(Message.recipient_id == "volunteer-1", Message.channel == "email")
+        ).one()
+    old = sealed_of(system, email.id)
+    assert old is not None
+    old_path = old.links[capabilities.MARKER].removeprefix("https://opora.test")
+    anyone = system.app("referrals").test_client()
+    assert anyone.get(old_path).status_code == 200
+    time.sleep(1.05)  # tokens carry whole seconds: the fresh one is issued in a later one
+    resent = client(system, "admin").post(f"/messages/{email.id}/resend", json={"reason": "lost"})
+    assert resent.status_code == 201, resent.get_json()
+    fresh = sealed_of(system, resent.get_json()["id"])
+    assert fresh is not None
+    fresh_path = fresh.links[capabilities.MARKER].removeprefix("https://opora.test")
+    assert fresh_path.startswith(f"/referrals/{referral_id}/respond?token=")
+    assert anyone.get(old_path).status_code == 200  # until referrals hears of the resend
+    system.relay("notifications")
+    system.consume("referrals")
+    refused = anyone.post(old_path, json={"action": "accept"})
+    assert refused.status_code == 401 and "replaced" in refused.get_json()["detail"]
+    assert anyone.get(old_path).status_code == 401
+    accepted = anyone.post(fresh_path, json={"action": "accept"})
+    assert accepted.status_code == 200 and accepted.get_json()["status"] == "accepted"
