@@ -1,8 +1,8 @@
 """A referral's answer links issued before a resend's fresh one stop working
 (``notifications.link.reissued``).
 
-Revision ID: 0009_answer_link_floors
-Revises: 0008_consent_withdrawal
+Revision ID: 0010_answer_link_floors
+Revises: 0009_audit_append_only
 Create Date: 2026-12-07 18:20:00.000000
 
 """
@@ -16,8 +16,8 @@ import shared.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0009_answer_link_floors'
-down_revision: Union[str, Sequence[str], None] = '0008_consent_withdrawal'
+revision: str = '0010_answer_link_floors'
+down_revision: Union[str, Sequence[str], None] = '0009_audit_append_only'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
