@@ -44,3 +44,19 @@ def test_served_openapi_document_is_valid(embedded_system: System, service: str)
             assert "default" in documented or any(code.startswith("4") for code in documented), (
                 f"{method.upper()} {path} documents no error response"
             )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_api_docs_load_swagger_ui_from_the_service_itself(
+    embedded_system: System, service: str
+) -> None:
+    """A closed network has no CDN: /docs takes Swagger UI from the npm package that
+    `make setup` copies beside the code."""
+    client = embedded_system.app(service).test_client()
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets
+    for asset in assets:
+        answer = client.get(asset)
+        assert answer.status_code == 200 and len(answer.data) > 1000, asset
+    assert client.get("/docs/assets/secrets.txt").status_code == 404

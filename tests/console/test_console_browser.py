@@ -38,6 +38,7 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
     signals = page.locator("#panel-signals")
     assert signals.get_by_role("link", name="Сигналы к разбору: Красный (2 ч)").count() == 1
     assert page.locator("#panel-intakes .counter").count() == 1
+    assert page.locator("#panel-approvals .counter").count() == 1
     assert page.locator("#panel-raids .counter").count() == 1
     axe(page)
     assert errors == []

@@ -65,6 +65,9 @@ class FakeRegistry:
     def pending_intakes(self, *, district: str | None = None) -> int:
         return 2
 
+    def approvals_waiting(self, *, district: str | None = None) -> int:
+        return 3
+
     def overdue_measures(self, **scope: Any) -> int:
         return 1
 
@@ -178,6 +181,7 @@ def test_home_shows_counters_and_the_person_as_the_directory_knows_them(make_app
     assert 'href="/signals?status=new&amp;priority=red"' in page
     assert "ближайший срок: 1 ч 29 мин" in page or "ближайший срок: 1 ч 30 мин" in page
     assert 'href="/families?intake=pending"' in page
+    assert 'href="/cases/approvals?state=pending"' in page
 
 
 def test_a_service_down_shows_a_message_in_its_panel_not_a_500(make_app: Any) -> None:

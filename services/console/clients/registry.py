@@ -22,6 +22,10 @@ class RegistryClient(ServiceClient):
         """Accepted signals whose duplicate candidates wait for a coordinator."""
         return self.count("/intakes", state="pending", district=district)
 
+    def approvals_waiting(self, *, district: str | None = None) -> int:
+        """Pending approval requests a coordinator may decide (their own requests left out)."""
+        return self.count("/approvals", state="pending", district=district, mine_to_decide="true")
+
     def overdue_measures(
         self,
         *,

@@ -111,6 +111,20 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
                 )
             ],
         )
+        calls["approvals"] = lambda: clients.registry.approvals_waiting(district=district)
+        build["approvals"] = lambda n: Panel(
+            "approvals",
+            _("Согласования"),
+            "registry",
+            [
+                Counter(
+                    _("Ждут моего решения"),
+                    n,
+                    _link("/cases/approvals", state="pending"),
+                    "amber" if n else "neutral",
+                )
+            ],
+        )
     if coordinator or specialist or agency:
         scope: dict[str, Any] = (
             {"district": district}
