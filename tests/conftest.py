@@ -388,16 +388,19 @@ def publish_event(
     *,
     event_id: str | None = None,
     correlation_id: str = "test",
+    occurred_at: object = None,
 ) -> None:
-    """A v1 envelope of ``routing_key`` with ``data``, as its producing service would send it."""
+    """A v1 envelope of ``routing_key`` with ``data``, as its producing service would send it
+    (``occurred_at``: a datetime, default now)."""
     import datetime as dt
     import json
 
+    moment = occurred_at if isinstance(occurred_at, dt.datetime) else dt.datetime.now(dt.UTC)
     envelope = {
         "id": event_id or str(uuid.uuid4()),
         "type": routing_key,
         "version": 1,
-        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "occurred_at": moment.isoformat(),
         "producer": routing_key.split(".", 1)[0],
         "correlation_id": correlation_id,
         "causation_id": None,

@@ -137,6 +137,8 @@ class KnownCase(Base):
     district: Mapped[str] = mapped_column(String(120))
     lead_person_id: Mapped[str | None] = mapped_column(String(120), index=True)
     stage: Mapped[str | None] = mapped_column(String(20))
+    # the moment of the stage event applied (stage events may arrive out of order)
+    stage_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

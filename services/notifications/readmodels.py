@@ -278,10 +278,14 @@ def remember_case(session: Session, event: Event) -> KnownCase:
     case.family_id = data["family_id"]
     case.family_number = data["number"]
     case.district = data["district"]
+    # the newest stage event wins; an opening only fills a stage not yet known
     if event.type == "registry.case.opened":
         case.stage = case.stage or "preparatory"
-    if event.type == "registry.case.stage_changed":
+    if event.type == "registry.case.stage_changed" and (
+        case.stage_at is None or event.occurred_at >= case.stage_at
+    ):
         case.stage = data["stage_to"]
+        case.stage_at = event.occurred_at
     # case events carry the lead as of their moment: the newest event wins
     if case.updated_at is None or event.occurred_at >= case.updated_at:
         case.lead_person_id = data.get("lead_specialist")

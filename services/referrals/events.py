@@ -240,6 +240,15 @@ class SignalDismissedV1(_SignalFacts):
     at = fields.AwareDateTime(required=True)
 
 
+@event_schema("referrals.signal.returned", 1)
+class SignalReturnedV1(_SignalFacts):
+    """The registry refused an accepted signal (``reason``: its code): the signal waits for
+    triage again."""
+
+    reason = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
 def asyncapi_channels(names: Any, json_schema: Any) -> dict[str, Any]:
     """Beyond the event bus: what agency systems receive on their own queue and send to the
     ingress (for ``shared.asyncapi``)."""

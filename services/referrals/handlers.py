@@ -1,12 +1,14 @@
 """Events the referrals service consumes, and its periodic jobs.
 
 ``registry.measure.assigned`` and raids' ``followup.requested`` become referrals (once each);
-``registry.agreement.recorded`` and ``.withdrawn`` feed the consent read model and the registry's family events
-the number and district of families; ``notifications.link.reissued`` retires a referral's
-answer links older than a resend's fresh one. Jobs: the signal escalation and the referral SLA
-check (overdue reminders, escalations) every minute; webhook deliveries every few seconds; the queues
-of agencies that connect over AMQP declared every minute. A second consumer reads the agency
-ingress (``agency_ingress.py``).
+``registry.agreement.recorded`` and ``.withdrawn`` feed the consent read model (and send the
+drafts that waited for it, or cancel unanswered referrals it no longer covers: ``consent.py``),
+the registry's family events the number and district of families, and
+``registry.signal.refused`` returns an accepted signal to triage; ``notifications.link.reissued``
+retires a referral's answer links older than a resend's fresh one. Jobs: the signal escalation,
+the referral SLA check (overdue reminders, escalations) and the consent calendar (expiries)
+every minute; webhook deliveries every few seconds; the queues of agencies that connect over
+AMQP declared every minute. A second consumer reads the agency ingress (``agency_ingress.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.referrals import (
     agency_ingress,
+    consent,
     directory,
     intake,
     links,
@@ -38,7 +41,16 @@ def measure_assigned(session: Session, event: Event) -> None:
 @handlers.on("registry.agreement.recorded")
 @handlers.on("registry.agreement.withdrawn")
 def agreement_changed(session: Session, event: Event) -> None:
+    """The read model and what follows from it, in one transaction: waiting drafts the consent
+    now covers are sent, unanswered referrals it no longer covers are cancelled."""
     directory.remember_agreement(session, event.data)
+    session.flush()
+    consent.follow_consent(session, event.data["family_id"], utcnow())
+
+
+@handlers.on("registry.signal.refused")
+def signal_refused(session: Session, event: Event) -> None:
+    signals.return_to_triage(session, event.data, utcnow())
 
 
 @handlers.on("raids.followup.requested")
@@ -63,6 +75,11 @@ def escalate_signals(ctx: JobContext) -> None:
         signals.escalate_overdue(session, utcnow())
 
 
+def follow_consent_calendar(ctx: JobContext) -> None:
+    with transaction(ctx.sessions) as session:
+        consent.follow_calendar(session, utcnow())
+
+
 def check_referral_sla(ctx: JobContext) -> None:
     with transaction(ctx.sessions) as session:
         sla.check_overdue(session, sla.SlaRules.current(), utcnow())
@@ -79,6 +96,7 @@ def deliver_webhooks(ctx: JobContext) -> None:
 jobs = [
     Job("escalate-signals", 60, escalate_signals),
     Job("check-referral-sla", 60, check_referral_sla),
+    Job("follow-consent-calendar", 60, follow_consent_calendar),
     Job("deliver-webhooks", 5, deliver_webhooks),
     Job("declare-agency-queues", 60, agency_ingress.declare_agency_queues),
 ]

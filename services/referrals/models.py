@@ -243,6 +243,10 @@ class Signal(Base):
     dismiss_reason: Mapped[str | None] = mapped_column(Text)
     family_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The registry refused the acceptance (``registry.signal.refused``): back in triage, why.
+    refusal_reason: Mapped[str | None] = mapped_column(String(40))
+    refusal_detail: Mapped[str | None] = mapped_column(Text)
+    refused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class KnownFamily(Base):

@@ -284,6 +284,12 @@ class SignalOut(Schema):
     dismiss_reason = fields.String(allow_none=True)
     family_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    refusal_reason = fields.String(
+        allow_none=True,
+        metadata={"description": "why the registry refused the last acceptance (then: new)"},
+    )
+    refusal_detail = fields.String(allow_none=True)
+    refused_at = fields.DateTime(allow_none=True)
 
 
 class SignalArgs(PageArgs):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.referrals.events import publish
-from services.referrals.models import SIGNAL_PRIORITIES, Signal
+from services.referrals.models import SIGNAL_PRIORITIES, KnownFamily, Signal
 from shared.config import ConfigError
 from shared.db import get_or_404
 from shared.errors import Conflict, RuleViolation
@@ -109,8 +109,15 @@ def _open(signal: Signal) -> None:
 def accept(
     session: Session, signal: Signal, *, by: str, family_id: str | None, now: dt.datetime
 ) -> Signal:
-    """The registry opens or attaches a case from ``referrals.signal.accepted``."""
+    """The registry opens or attaches a case from ``referrals.signal.accepted``. A family id
+    must be one the registry announced (its family events): checked here, not left to fail in
+    the registry after the coordinator was told it worked."""
     _open(signal)
+    if family_id and session.get(KnownFamily, family_id) is None:
+        raise RuleViolation(
+            "the registry has announced no family with this id",
+            errors={"family_id": ["no such family in the registry"]},
+        )
     signal.status = "accepted"
     signal.decided_at = now
     signal.decided_by = by
@@ -127,6 +134,28 @@ def accept(
             "accepted_by": by,
             "at": now.isoformat(),
         },
+    )
+    return signal
+
+
+def return_to_triage(session: Session, data: dict[str, Any], now: dt.datetime) -> Signal | None:
+    """``registry.signal.refused``: the accepted signal goes back to ``new`` with the registry's
+    reason, for the coordinator to accept again (another family) or dismiss. Only the acceptance
+    it answers is undone: a refusal that arrives after the signal was triaged again changes
+    nothing (returns None)."""
+    signal = session.get(Signal, data["signal_id"], with_for_update=True)
+    if signal is None or signal.status != "accepted" or signal.decided_at != data["accepted_at"]:
+        return None
+    signal.status = "new"
+    signal.refusal_reason = data["reason"]
+    signal.refusal_detail = data["detail"]
+    signal.refused_at = now
+    signal.decided_at = None
+    signal.decided_by = None
+    publish(
+        session,
+        "referrals.signal.returned",
+        {**_facts(signal), "reason": data["reason"], "at": now.isoformat()},
     )
     return signal
 

@@ -32,8 +32,14 @@ intakes = Blueprint(
 @intakes.response(200, page_schema(IntakeSummaryOut))
 @require(COORDINATOR)
 def list_intakes(args: dict[str, Any]) -> Any:
-    """Intakes of a district (`district`), pending by default (`state`), oldest first."""
-    stmt = select(Intake).where(Intake.state == args["state"])
+    """Intakes of a district (`district`), pending by default (`state`), oldest first; or the
+    intake of one accepted signal (`signal_id`), whatever became of it."""
+    stmt = select(Intake)
+    state = args.get("state") or (None if args.get("signal_id") else "pending")
+    if state:
+        stmt = stmt.where(Intake.state == state)
+    if args.get("signal_id"):
+        stmt = stmt.where(Intake.signal_id == args["signal_id"])
     if args.get("district"):
         stmt = stmt.where(Intake.district == args["district"])
     stmt = stmt.order_by(Intake.created_at, Intake.id)

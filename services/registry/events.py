@@ -239,3 +239,20 @@ class IntakePendingV1(Schema):
     signal_id = fields.String(required=True)
     district = fields.String(required=True)
     candidates = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+SIGNAL_REFUSALS = ("family-unknown", "case-refused")
+
+
+@event_schema("registry.signal.refused", 1)
+class SignalRefusedV1(Schema):
+    """The registry could not act on an accepted signal (its family is not, or no longer, in the
+    registry; the case could not be opened): referrals returns the signal to triage with the
+    reason. A code and the signal's ids, no personal data. ``accepted_at`` is the acceptance it
+    answers, so a refusal of an earlier acceptance does not undo a later one."""
+
+    signal_id = fields.String(required=True)
+    family_id = fields.String(required=True, allow_none=True)
+    reason = fields.String(required=True, validate=validate.OneOf(SIGNAL_REFUSALS))
+    detail = fields.String(required=True)
+    accepted_at = fields.AwareDateTime(required=True)

@@ -4,12 +4,15 @@ status moves the plan's measure it came from (the closed loop).
 An accepted signal opens or attaches a case in ``preparatory``. One accepted without a registry
 family id goes through duplicate detection (``intake``): attached to the one confident match,
 registered when nothing matches, or held as a pending intake for the coordinator; it never
-blocks the queue or goes to the dead-letter queue for want of a family id.
+blocks the queue or goes to the dead-letter queue for want of a family id. One the registry
+cannot act on (a family id it does not hold) is answered with ``registry.signal.refused``, which
+returns the signal to triage: dead letters are for broken messages, not business refusals.
 """
 
 from sqlalchemy.orm import Session
 
-from services.registry import domain_contact_log, domain_plan, intake
+from services.registry import domain_contact_log, domain_plan, events, intake
+from shared.errors import Conflict, NotFound, RuleViolation
 from shared.events import Event
 from shared.messaging.consumer import Handlers
 
@@ -42,11 +45,26 @@ def signal_accepted(session: Session, event: Event) -> None:
     if not data["family_id"]:
         intake.accept_unmatched(session, data)
         return
-    domain_contact_log.accept_signal(
-        session,
-        signal_id=data["signal_id"],
-        family_id=data["family_id"],
-        accepted_by=data["accepted_by"],
-        at=data["at"],
-        agency_id=data["reporter_agency_id"],
-    )
+    try:
+        with session.begin_nested():  # a refusal keeps nothing of what was begun
+            domain_contact_log.accept_signal(
+                session,
+                signal_id=data["signal_id"],
+                family_id=data["family_id"],
+                accepted_by=data["accepted_by"],
+                at=data["at"],
+                agency_id=data["reporter_agency_id"],
+            )
+    except (NotFound, Conflict, RuleViolation) as exc:
+        # A business refusal, not a broken message: it goes back to the coordinator's triage.
+        events.publish(
+            session,
+            "registry.signal.refused",
+            {
+                "signal_id": data["signal_id"],
+                "family_id": data["family_id"],
+                "reason": "family-unknown" if isinstance(exc, NotFound) else "case-refused",
+                "detail": exc.detail,
+                "accepted_at": data["at"].isoformat(),
+            },
+        )

@@ -45,7 +45,15 @@ class IntakeOut(IntakeSummaryOut):
 
 class IntakeArgs(PageArgs):
     district = fields.String()
-    state = fields.String(load_default="pending", validate=validate.OneOf(INTAKE_STATES))
+    state = fields.String(
+        load_default=None,
+        validate=validate.OneOf(INTAKE_STATES),
+        metadata={"description": "default: pending, or any state with signal_id"},
+    )
+    signal_id = fields.String(
+        validate=validate.Length(min=1, max=36),
+        metadata={"description": "the intake of this accepted signal, whatever its state"},
+    )
 
 
 class IntakeResolveIn(Schema):

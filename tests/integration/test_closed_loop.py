@@ -141,6 +141,7 @@ def test_an_accepted_signal_reaches_the_familys_case(system: System) -> None:
         )
         assert reported.status_code == 201, reported.get_json()
         signals.append(reported.get_json()["id"])
+    round_trip(system, "registry", "referrals")  # referrals learns the family's id
     matched = coordinator.post(f"/signals/{signals[0]}/accept", json={"family_id": family["id"]})
     assert matched.status_code == 200, matched.get_json()
     assert coordinator.post(f"/signals/{signals[1]}/accept", json={}).status_code == 200
@@ -224,3 +225,45 @@ def test_a_raid_followup_becomes_a_referral_once(system: System) -> None:
     assert referral.urgency == "urgent"
     # no agreement recorded: it waits as a draft that says why, for a coordinator
     assert referral.status == "draft" and "consent" in (referral.status_reason or "")
+
+
+def test_a_signal_the_registry_refuses_returns_to_triage_with_the_reason(system: System) -> None:
+    """The coordinator accepted a signal for a family referrals knew, but the registry no longer
+    holds it (merged away since): the registry answers with registry.signal.refused, not a dead
+    letter, and the signal is back in triage with the reason for the coordinator."""
+    from services.referrals.models import KnownFamily
+    from shared.messaging.dlq import list_dead_letters
+
+    with system.session("referrals") as session, session.begin():
+        session.add(
+            KnownFamily(
+                family_id="fam-gone",
+                number="35-0404",
+                district="Тарногский район",
+                family_version=2,
+            )
+        )
+    coordinator = system.client("referrals", "coordinator")
+    reported = coordinator.post(
+        "/signals",
+        json={
+            "district": "Тарногский район",
+            "observed": "дети одни дома",
+            "priority": "green",
+            "observed_at": dt.datetime.now(dt.UTC).isoformat(),
+            "family": {"number": "35-0404"},
+        },
+    ).get_json()
+    accepted = coordinator.post(f"/signals/{reported['id']}/accept", json={"family_id": "fam-gone"})
+    assert accepted.status_code == 200 and accepted.get_json()["status"] == "accepted"
+
+    round_trip(system, "referrals", "registry")
+    round_trip(system, "registry", "referrals")
+    signal = coordinator.get(f"/signals/{reported['id']}").get_json()
+    assert signal["status"] == "new" and signal["refusal_reason"] == "family-unknown"
+    assert signal["refusal_detail"] == "no family fam-gone" and signal["decided_by"] is None
+    worker = system.worker("registry")
+    with worker.connect() as conn:
+        assert list_dead_letters(conn, worker.names, "registry") == []
+    dismissed = coordinator.post(f"/signals/{reported['id']}/dismiss", json={"reason": "дубль"})
+    assert dismissed.status_code == 200

@@ -11,7 +11,7 @@ from conftest import System
 from sqlalchemy import func, select
 
 from services.referrals import directory
-from services.referrals.models import Referral
+from services.referrals.models import KnownFamily, Referral
 
 pytestmark = pytest.mark.embedded
 
@@ -302,6 +302,14 @@ def test_signals_triage_over_http(embedded_system: System) -> None:
     assert teacher.post(f"/signals/{signal['id']}/accept", json={}).status_code == 403
     coordinator = client(embedded_system, "coordinator", subject="coord-1")
     assert coordinator.post(f"/signals/{signal['id']}/dismiss", json={}).status_code == 422
+    # A family id the registry never announced is refused at the request, nothing changed.
+    unknown = coordinator.post(f"/signals/{signal['id']}/accept", json={"family_id": "fam-9"})
+    assert unknown.status_code == 422 and "family_id" in unknown.get_json()["errors"]
+    assert coordinator.get(f"/signals/{signal['id']}").get_json()["status"] == "new"
+    with embedded_system.session("referrals") as session, session.begin():
+        session.add(
+            KnownFamily(family_id="fam-9", number="35-0009", district="Тарнога", family_version=1)
+        )
     accepted = coordinator.post(f"/signals/{signal['id']}/accept", json={"family_id": "fam-9"})
     assert accepted.status_code == 200 and accepted.get_json()["status"] == "accepted"
     assert (

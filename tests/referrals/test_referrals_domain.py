@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from services.referrals import directory, domain, intake, signals
 from services.referrals.domain import STATUSES, TRANSITIONS, Actor, check_transition
-from services.referrals.models import Base, Referral, tables
+from services.referrals.models import Base, KnownFamily, Referral, tables
 from shared.config import ConfigError
 from shared.errors import Conflict, Forbidden, RuleViolation
 from shared.events import Event, build_envelope, load_all_event_types, parse_envelope
@@ -383,6 +383,9 @@ def test_a_triaged_signal_is_not_escalated_and_is_triaged_once(session: Session)
         reporter_agency_id=None,
         now=NOW,
         rules=signals.SignalRules(),
+    )
+    session.add(
+        KnownFamily(family_id="fam-1", number="Т-001", district="Тарнога", family_version=1)
     )
     signals.accept(session, signal, by="coord-1", family_id="fam-1", now=NOW)
     assert signals.escalate_overdue(session, NOW + dt.timedelta(days=2)) == []

@@ -91,6 +91,12 @@ def test_a_coordinator_lists_reads_and_resolves_pending_intakes(embedded_system:
     assert again.status_code == 409
     assert coordinator.get("/intakes").get_json()["total"] == 0
     assert coordinator.get("/intakes?state=attached").get_json()["total"] == 1
+    by_signal = coordinator.get(f"/intakes?signal_id={body['signal_id']}").get_json()
+    assert [i["state"] for i in by_signal["items"]] == ["attached"]  # whatever its state
+    assert (
+        coordinator.get(f"/intakes?signal_id={body['signal_id']}&state=pending").get_json()["total"]
+        == 0
+    )
     reads = audit_rows(embedded_system, entity="intake", actor="coord-7")
     assert {r["action"] for r in reads} == {"list", "read", "update"}
     assert "Морозова" not in json.dumps([r["reason"] for r in reads])
