@@ -6,7 +6,7 @@ Latin skeleton (``duplicates.skeleton``: Юрий, Yuriy and Iurii are all ``iur
 ``families.search_names``. A typed word matches the start of such a word (a trigram index on
 PostgreSQL serves the ``LIKE``). A word that starts no known word is taken as a typo: it is
 replaced by the closest words of the lexicon (``name_words``, every skeleton ever stored; a
-trigram index on PostgreSQL, a length window on SQLite), scored by rapidfuzz, and those whole
+trigram GiST index on PostgreSQL, a length window on SQLite), scored by rapidfuzz, and those whole
 words are matched instead. Looking typos up in the small lexicon, not in the families, keeps a
 typo as fast as an exact name at a million families.
 """
@@ -107,12 +107,7 @@ class Term:
 def _close_words(session: Session, word: str) -> list[str]:
     column = NameWord.word
     if session.get_bind().dialect.name == "postgresql":
-        stmt = (
-            select(column)
-            .where(column.op("%")(word))
-            .order_by(func.similarity(column, word).desc())
-            .limit(50)
-        )
+        stmt = select(column).where(column.op("%")(word)).order_by(column.op("<->")(word)).limit(50)
     else:
         stmt = select(column).where(func.length(column).between(len(word) - 2, len(word) + 2))
     choices = list(session.scalars(stmt))
@@ -126,13 +121,30 @@ def _close_words(session: Session, word: str) -> list[str]:
     return [choice for choice, _score, _index in found]
 
 
+def _after_prefix(word: str) -> str | None:
+    """The first string past every word starting with ``word`` (words are a-z only, so the
+    order is the same in every collation); None when there is none (``zz``)."""
+    stem = word.rstrip("z")
+    return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
+
+
+def _starts_a_word(session: Session, word: str) -> bool:
+    """Some known word starts with ``word``: a range scan of the lexicon's primary key."""
+    column = NameWord.word
+    stmt = select(column).where(column >= word)
+    after = _after_prefix(word)
+    if after is not None:
+        stmt = stmt.where(column < after)
+    return session.scalar(stmt.limit(1)) is not None
+
+
 def resolve(session: Session, words: list[str]) -> list[Term]:
     """Each typed word as the search runs it: a prefix when some name starts so, else a typo."""
     terms = []
     for word in words:
-        known = session.scalar(select(NameWord.word).where(NameWord.word.like(f"{word}%")).limit(1))
-        if known is not None or len(word) < MIN_FUZZY:
-            terms.append(Term(word, prefix=known is not None))
+        known = _starts_a_word(session, word)
+        if known or len(word) < MIN_FUZZY:
+            terms.append(Term(word, prefix=known))
         else:
             terms.append(Term(word, prefix=False, fuzzy=_close_words(session, word)))
     return terms

@@ -1,6 +1,6 @@
 """The data bank's name search: every word of every member's name as its folded Latin skeleton
 in ``families.search_names`` (was: surnames in Cyrillic and Latin), and the lexicon of those
-words (``name_words``) that the typo look-up reads, trigram-indexed on PostgreSQL.
+words (``name_words``) that the typo look-up reads, trigram-indexed (GiST) on PostgreSQL.
 
 Revision ID: 0007
 Revises: 0006
@@ -33,7 +33,7 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    op.create_index('ix_name_words_word_trgm', 'name_words', ['word'], unique=False, postgresql_using='gin', postgresql_ops={'word': 'gin_trgm_ops'})
+    op.create_index('ix_name_words_word_trgm', 'name_words', ['word'], unique=False, postgresql_using='gist', postgresql_ops={'word': 'gist_trgm_ops'})
     _backfill()
 
 
@@ -79,7 +79,7 @@ def _backfill() -> None:
 
 def downgrade() -> None:
     """Downgrade schema: the surname search text is rebuilt as it was (surnames, both scripts)."""
-    op.drop_index('ix_name_words_word_trgm', table_name='name_words', postgresql_using='gin', postgresql_ops={'word': 'gin_trgm_ops'})
+    op.drop_index('ix_name_words_word_trgm', table_name='name_words', postgresql_using='gist', postgresql_ops={'word': 'gist_trgm_ops'})
     op.drop_table('name_words')
     from services.registry.duplicates import normalise, split_name, transliterate
 
