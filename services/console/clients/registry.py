@@ -14,6 +14,38 @@ class RegistryClient(ServiceClient):
         result: dict[str, Any] = self.get(f"/families/{family_id}")
         return result
 
+    def families(self, **filters: Any) -> dict[str, Any]:
+        """A page of the data bank: ``q`` (names, birth dates), filters, ``sort``, ``page``."""
+        result: dict[str, Any] = self.get("/families", **filters)
+        return result
+
+    def export_families(self, fmt: str, **filters: Any) -> tuple[bytes, str, str]:
+        """The filtered list as a file: (body, content type, Content-Disposition)."""
+        answer = self.request("GET", "/families/export", params={"format": fmt, **filters})
+        return (
+            answer.content,
+            answer.headers.get("Content-Type", "application/octet-stream"),
+            answer.headers.get("Content-Disposition", "attachment"),
+        )
+
+    def check_duplicates(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """Families in the bank this report may describe, with why they match."""
+        result: list[dict[str, Any]] = self.post("/families/duplicates", report)["candidates"]
+        return result
+
+    def register_family(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """Enter a family (or, with ``link_to``, add the report to that family)."""
+        result: dict[str, Any] = self.post("/families", body, idempotency_key=idempotency_key)
+        return result
+
+    def category_history(self, family_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get(f"/families/{family_id}/category")
+        return result
+
+    def family_cases(self, family_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get(f"/families/{family_id}/cases")
+        return result
+
     def case(self, case_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/cases/{case_id}")
         return result

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from services.console.views.auth import auth
 from services.console.views.cases import cases
+from services.console.views.families import families
 from services.console.views.home import home
 from services.console.views.links import links
 
-BLUEPRINTS = (auth, home, cases, links)
+BLUEPRINTS = (auth, home, cases, families, links)

@@ -1,0 +1,196 @@
+"""The data bank's pages with the registry client FAKED at the client-class boundary: filters
+in the URL, the search text kept out of it, htmx partials, saved views per person, the export
+for coordinators. The browser test (test_console_families_browser.py) runs the real services."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from console.test_console_views import FakeClients, FakeRegistry, csrf, signed_in
+from services.console.app import create_app
+from services.console.clients import ApiError, ServiceDown
+from shared import db
+from shared.config import load_settings
+
+FAMILY = {
+    "id": "fam-1",
+    "number": "F-000001",
+    "display_name": "Смирнова",
+    "category": "risk_group",
+    "region": "Вологодская область",
+    "district": "Тарногский район",
+    "settlement": "с. Тарногский Городок",
+    "in_bank": True,
+    "stage": "support",
+    "lead_specialist": "demo-specialist",
+    "created_at": "2026-03-01T10:00:00+00:00",
+}
+
+
+class DataBankRegistry(FakeRegistry):
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.calls: list[dict[str, Any]] = []
+        self.exports: list[tuple[str, dict[str, Any]]] = []
+
+    def families(self, **filters: Any) -> dict[str, Any]:
+        self.calls.append(filters)
+        if self.down:
+            raise ServiceDown("registry", "timeout")
+        if filters.get("q") == "31.02.2016":
+            raise ApiError("registry", 422, "Unprocessable", errors={"q": ["нет такой даты"]})
+        return {
+            "items": [FAMILY],
+            "page": filters.get("page", 1),
+            "page_size": 25,
+            "total": 30,
+            "total_exact": True,
+            "pages": 2,
+        }
+
+    def export_families(self, fmt: str, **filters: Any) -> tuple[bytes, str, str]:
+        self.exports.append((fmt, filters))
+        return b"\xef\xbb\xbfNumber\r\n", "text/csv; charset=utf-8", 'attachment; filename="x.csv"'
+
+
+class DataBankClients(FakeClients):
+    def __init__(self, registry: DataBankRegistry) -> None:
+        super().__init__()
+        self.registry = registry  # type: ignore[assignment]
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Iterator[tuple[Flask, DataBankRegistry]]:
+    env = {
+        "OPORA_MODE": "embedded",
+        "OPORA_DATA_DIR": str(tmp_path),
+        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
+        "OPORA_PUBLIC_URL": "http://console.test",
+    }
+    settings = load_settings("console", env=env)
+    db.upgrade("console", settings.database_url)
+    registry = DataBankRegistry()
+    app = create_app(settings, clients_factory=lambda _t, _c: DataBankClients(registry))  # type: ignore[arg-type,return-value]
+    yield app, registry
+
+
+def page_of(client: FlaskClient, url: str) -> str:
+    answer = client.get(url)
+    assert answer.status_code == 200, answer.status_code
+    return answer.get_data(as_text=True)
+
+
+def test_filters_go_in_the_url_and_the_search_text_does_not(bank: Any) -> None:
+    app, registry = bank
+    client = signed_in(app)
+    page = page_of(client, "/families?district=Тарногский район&category=sop&stage=bogus")
+    assert registry.calls[-1] == {
+        "q": None,
+        "page": 1,
+        "page_size": 25,
+        "district": "Тарногский район",
+        "category": "sop",
+    }
+    assert "F-000001" in page and "Группа риска" in page and "Сопровождение" in page
+    assert "risk_group" not in page.replace('value="risk_group"', "")
+    token = csrf(client, "/families")
+    answer = client.post(
+        "/families",
+        data={"csrf_token": token, "q": "Смирнова 09.07.2016", "in_bank": "false"},
+    )
+    assert answer.status_code == 303
+    location = answer.headers["Location"]
+    assert "Смирнова" not in location and "2016" not in location
+    assert location.startswith("/families?in_bank=false&s=")
+    page = page_of(client, location)
+    assert registry.calls[-1]["q"] == "Смирнова 09.07.2016"
+    assert 'value="Смирнова 09.07.2016"' in page  # the box keeps what was typed
+    next_page = re.search(r'href="(/families\?[^"]*page=2)"', page)
+    assert next_page is not None and "s=" in next_page.group(1)
+    page_of(client, next_page.group(1).replace("&amp;", "&"))
+    assert registry.calls[-1]["q"] == "Смирнова 09.07.2016" and registry.calls[-1]["page"] == 2
+    # another browser (another session) gets nothing from the key
+    other = signed_in(app)
+    page_of(other, location)
+    assert registry.calls[-1]["q"] is None
+
+
+def test_htmx_gets_the_results_only_and_the_url_to_push(bank: Any) -> None:
+    app, _registry = bank
+    client = signed_in(app)
+    token = csrf(client, "/families")
+    answer = client.post(
+        "/families",
+        data={"csrf_token": token, "q": "Yuriy", "stage": "support"},
+        headers={"HX-Request": "true", "X-CSRFToken": token},
+    )
+    assert answer.status_code == 200
+    body = answer.get_data(as_text=True)
+    assert "<html" not in body and "F-000001" in body
+    assert answer.headers["HX-Push-Url"].startswith("/families?stage=support&s=")
+
+
+def test_api_field_errors_show_next_to_the_search_box(bank: Any) -> None:
+    app, _registry = bank
+    client = signed_in(app)
+    answer = client.post(
+        "/families", data={"csrf_token": csrf(client, "/families"), "q": "31.02.2016"}
+    )
+    page = client.get(answer.headers["Location"])
+    assert page.status_code == 422
+    text = page.get_data(as_text=True)
+    assert 'id="error-q"' in text and "нет такой даты" in text and 'aria-invalid="true"' in text
+
+
+def test_a_registry_down_shows_a_message_where_the_table_goes(bank: Any) -> None:
+    app, registry = bank
+    registry.down = True
+    page = page_of(signed_in(app), "/families")
+    assert "Реестр семей: служба сейчас не отвечает" in page
+
+
+def test_saved_views_are_per_person_and_keep_the_search(bank: Any) -> None:
+    app, registry = bank
+    client = signed_in(app)
+    token = csrf(client, "/families")
+    searched = client.post(
+        "/families", data={"csrf_token": token, "q": "Щукина", "overdue": "true"}
+    )
+    key = searched.headers["Location"].split("s=")[1]
+    saved = client.post(
+        "/families/views",
+        data={"csrf_token": token, "name": "Просроченные Щукины", "overdue": "true", "s": key},
+    )
+    assert saved.status_code == 303
+    page = page_of(client, "/families")
+    view = re.search(r'href="(/families/views/[^"]+)">Просроченные Щукины', page)
+    assert view is not None
+    opened = client.get(view.group(1))
+    assert opened.status_code == 303 and "Щукина" not in opened.headers["Location"]
+    page_of(client, opened.headers["Location"])
+    assert registry.calls[-1]["q"] == "Щукина" and registry.calls[-1]["overdue"] == "true"
+    someone_else = signed_in(app, "demo-inspector")
+    assert "Просроченные Щукины" not in page_of(someone_else, "/families")
+    assert someone_else.get(view.group(1)).status_code == 404
+    view_id = view.group(1).rsplit("/", 1)[1]
+    client.post(f"/families/views/{view_id}/delete", data={"csrf_token": token})
+    assert "Просроченные Щукины" not in page_of(client, "/families")
+
+
+def test_coordinators_see_the_export_buttons_and_get_the_file(bank: Any) -> None:
+    app, registry = bank
+    coordinator = signed_in(app)
+    page = page_of(coordinator, "/families?category=sop")
+    assert 'href="/families/export?category=sop&amp;format=csv"' in page
+    answer = coordinator.get("/families/export?category=sop&format=csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    assert registry.exports[-1] == ("csv", {"q": None, "category": "sop"})
+    inspector = signed_in(app, "demo-inspector")
+    assert "/families/export" not in page_of(inspector, "/families")
