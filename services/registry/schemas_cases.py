@@ -238,6 +238,13 @@ class OverdueArgs(PageArgs):
     lead_specialist = fields.String()
     case_id = fields.String()
     agency_id = fields.String()
+    today = fields.Date(
+        data_key="as_of",
+        metadata={
+            "description": "overdue as of this date (default today): next Monday lists what is "
+            "overdue or falls due this week"
+        },
+    )
 
 
 class OverdueOut(Schema):

@@ -41,6 +41,11 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
     assert page.locator("#panel-approvals .counter").count() == 1
     assert page.locator("#panel-raids .counter").count() == 1
     axe(page)
+    # htmx (served by the console itself, allowed by the CSP) refreshes the counters in place
+    with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true") as answer:
+        page.evaluate("htmx.trigger('#panels', 'refresh')")
+    assert answer.value.status == 200
+    page.wait_for_selector("#panels #panel-signals .counter")
     assert errors == []
 
 

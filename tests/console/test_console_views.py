@@ -68,8 +68,8 @@ class FakeRegistry:
     def approvals_waiting(self, *, district: str | None = None) -> int:
         return 3
 
-    def overdue_measures(self, **scope: Any) -> int:
-        return 1
+    def overdue_measures(self, *, as_of: dt.date | None = None, **scope: Any) -> int:
+        return 5 if as_of else 1
 
 
 class FakeRaids:
@@ -182,6 +182,8 @@ def test_home_shows_counters_and_the_person_as_the_directory_knows_them(make_app
     assert "ближайший срок: 1 ч 29 мин" in page or "ближайший срок: 1 ч 30 мин" in page
     assert 'href="/families?intake=pending"' in page
     assert 'href="/cases/approvals?state=pending"' in page
+    week = page.split("Срок на этой неделе")[0].rsplit('class="counter__count">', 1)[1]
+    assert week.startswith("4<")  # due by next Monday (5) less the overdue (1)
 
 
 def test_a_service_down_shows_a_message_in_its_panel_not_a_500(make_app: Any) -> None:
@@ -314,3 +316,11 @@ def test_production_needs_a_secret_key_and_an_oidc_provider(tmp_path: Path) -> N
     env["CONSOLE_OIDC_CLIENT_ID"] = "opora-console"
     config = ConsoleConfig.from_settings(load_settings("console", env=env))
     assert config.oidc is not None and config.oidc.issuer == "https://sso.example.org/realms/opora"
+
+
+def test_htmx_requests_carry_the_csrf_token_in_a_header(make_app: Any) -> None:
+    client = signed_in(make_app())
+    token = csrf(client, "/")
+    refused = client.post("/language", data={"lang": "en"})
+    accepted = client.post("/language", data={"lang": "en"}, headers={"X-CSRFToken": token})
+    assert refused.status_code == 400 and accepted.status_code == 302

@@ -221,6 +221,21 @@ def test_idempotent_measure_is_added_once(embedded_system: System) -> None:
         assert session.scalar(select(func.count()).select_from(Measure)) == 1
 
 
+def test_overdue_measures_as_of_a_later_date_list_what_falls_due_by_then(
+    embedded_system: System,
+) -> None:
+    """The console's home counts "due this week" as overdue as of next Monday."""
+    family = register(embedded_system)
+    add_measure(embedded_system, case_of(embedded_system, family["id"])["id"])
+    coordinator = client(embedded_system, "coordinator")
+    assert coordinator.get("/measures/overdue").get_json()["total"] == 0
+    later = (TODAY + dt.timedelta(days=21)).isoformat()
+    listed = coordinator.get(f"/measures/overdue?as_of={later}").get_json()
+    assert listed["total"] == 1 and listed["items"][0]["kind"] == "school_check"
+    refused = coordinator.get("/measures/overdue?as_of=someday")
+    assert refused.status_code == 422 and "as_of" in json.dumps(refused.get_json()["errors"])
+
+
 def test_agency_staff_see_only_referred_families_and_only_their_fields(
     embedded_system: System,
 ) -> None:

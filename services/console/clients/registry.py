@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from services.console.clients.base import ServiceClient
@@ -64,10 +65,14 @@ class RegistryClient(ServiceClient):
         district: str | None = None,
         lead_specialist: str | None = None,
         agency_id: str | None = None,
+        as_of: dt.date | None = None,
     ) -> int:
+        """Open measures past their deadline (as of ``as_of``: a later date adds those that fall
+        due before it)."""
         return self.count(
             "/measures/overdue",
             district=district,
             lead_specialist=lead_specialist,
             agency_id=agency_id,
+            as_of=as_of.isoformat() if as_of else None,
         )

@@ -133,18 +133,31 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
             if specialist
             else {"agency_id": person.agency_id}
         )
-        calls["measures"] = lambda: clients.registry.overdue_measures(**scope)
-        build["measures"] = lambda n: Panel(
+        next_monday = today + dt.timedelta(days=7 - today.weekday())
+
+        def measures() -> tuple[int, int]:
+            overdue = clients.registry.overdue_measures(**scope)
+            by_monday = clients.registry.overdue_measures(as_of=next_monday, **scope)
+            return overdue, by_monday - overdue
+
+        calls["measures"] = measures
+        build["measures"] = lambda counts: Panel(
             "measures",
             _("Мероприятия планов"),
             "registry",
             [
                 Counter(
                     _("Просроченные мероприятия"),
-                    n,
+                    counts[0],
                     _link("/cases", measures="overdue", **scope),
-                    "red" if n else "neutral",
-                )
+                    "red" if counts[0] else "neutral",
+                ),
+                Counter(
+                    _("Срок на этой неделе"),
+                    counts[1],
+                    _link("/cases", measures="due", until=next_monday.isoformat(), **scope),
+                    "amber" if counts[1] else "neutral",
+                ),
             ],
         )
     if agency:
@@ -184,7 +197,7 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
 def _panel(name: str, outcome: Outcome[Any], build: Callable[[Any], Panel]) -> Panel:
     if outcome.ok:
         return build(outcome.value)
-    empty = build([] if name == "signals" else 0)
+    empty = build({"signals": [], "measures": (0, 0)}.get(name, 0))
     empty.counters = []
     empty.down = outcome.down is not None
     empty.refused = outcome.refused.detail or outcome.refused.title if outcome.refused else None
