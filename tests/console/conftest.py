@@ -6,6 +6,9 @@
 - Playwright drives Debian's Chromium (/usr/bin/chromium; browser downloads are not possible
   here), headless.
 - ``axe``: checks the page with the locally installed axe-core (WCAG 2.1 AA rules).
+- ``screenshot``: ``screenshot(page, "home")`` writes ``home.png`` into the folder named by
+  ``OPORA_SCREENSHOTS`` (the README's pictures: ``OPORA_SCREENSHOTS=docs/console pytest
+  tests/console -m browser``); without it, nothing is written.
 """
 
 from __future__ import annotations
@@ -114,3 +117,15 @@ def axe() -> Callable[[Any], list[dict[str, Any]]]:
         return violations
 
     return check
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Any, str], None]:
+    folder = os.environ.get("OPORA_SCREENSHOTS")
+
+    def take(page: Any, name: str) -> None:
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+    return take

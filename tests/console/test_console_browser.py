@@ -21,7 +21,7 @@ def sign_in(page: Any, system: ConsoleSystem, name: str) -> None:
 
 
 def test_coordinator_signs_in_and_sees_what_needs_them(
-    page: Any, console_system: ConsoleSystem, axe: Any
+    page: Any, console_system: ConsoleSystem, axe: Any, screenshot: Any
 ) -> None:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -29,6 +29,7 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
     page.goto(console_system.url + "/")
     assert page.locator("h1").inner_text() == "Вход в Опору"
     axe(page)
+    screenshot(page, "sign-in")
     page.get_by_role("button", name="Координатор (демо)").click()
     page.wait_for_url(console_system.url + "/")
     assert page.locator("h1").inner_text() == "Что требует внимания"
@@ -41,6 +42,7 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
     assert page.locator("#panel-approvals .counter").count() == 1
     assert page.locator("#panel-raids .counter").count() == 1
     axe(page)
+    screenshot(page, "home-coordinator")
     # htmx (served by the console itself, allowed by the CSP) refreshes the counters in place
     with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true") as answer:
         page.evaluate("htmx.trigger('#panels', 'refresh')")
@@ -78,7 +80,7 @@ def test_keyboard_reaches_the_menu_and_sign_out(page: Any, console_system: Conso
 
 
 def test_a_phone_360_px_wide_needs_no_sideways_scrolling(
-    page: Any, console_system: ConsoleSystem, axe: Any
+    page: Any, console_system: ConsoleSystem, axe: Any, screenshot: Any
 ) -> None:
     page.set_viewport_size({"width": 360, "height": 740})
     page.goto(console_system.url + "/sign-in")
@@ -86,6 +88,7 @@ def test_a_phone_360_px_wide_needs_no_sideways_scrolling(
     sign_in(page, console_system, "Координатор (демо)")
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     axe(page)
+    screenshot(page, "home-phone")
 
 
 def test_a_service_down_empties_only_its_panel(
