@@ -269,7 +269,12 @@ class ChaosRun:
         webhooks = count_webhooks(self.commands, books, outside, counts)
         with Connection(self.rabbit.url) as conn:
             letters = {s: list_dead_letters(conn, Names(PREFIX), s) for s in SERVICES}
-        dead, dead_problems = check_dead_letters(letters, self.injector.poison, self.bindings)
+        interrupted = [
+            s for s in SERVICES if self._crashes(f"{s}-worker") or self._broker_restarted()
+        ]
+        dead, dead_problems = check_dead_letters(
+            letters, self.injector.poison, self.bindings, interrupted
+        )
         problems = counts.problems + dead_problems + self.injector.errors
         problems += self._problems(counts.effects, deliveries, outside.sms_in_slow_window)
         report = {
@@ -281,6 +286,10 @@ class ChaosRun:
             "problems": problems,
         }
         return report, problems
+
+    def _broker_restarted(self) -> bool:
+        assert self.injector is not None
+        return any(h.fault.kind == "broker-restart" for h in self.injector.timeline)
 
     def _crashes(self, name: str) -> list[dt.datetime]:
         """When ``name`` was killed or died, on the wall clock the history rows use."""

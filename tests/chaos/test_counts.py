@@ -90,6 +90,14 @@ def test_each_poison_message_must_be_in_every_bound_service_dlq_with_its_reason(
     [problem] = check_dead_letters(a_good_one_too, [poison], bindings)[1]
     assert "not poison" in problem
 
+    twice = {"raids": [Letter("p1", "body is not JSON: ..."), Letter("p1", "body is not JSON")]}
+    assert check_dead_letters(twice, [poison], bindings, interrupted=["raids"])[1] == []
+    [problem] = check_dead_letters(twice, [poison], bindings)[1]
+    assert "2 in raids's DLQ" in problem
+    assert (
+        "0 in raids's DLQ" in check_dead_letters({"raids": []}, [poison], bindings, ["raids"])[1][0]
+    )
+
 
 def test_a_gateway_counts_an_sms_the_client_gave_up_on_apart_from_one_it_took() -> None:
     gateway = CountingGateway("gw-a").start()
