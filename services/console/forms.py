@@ -63,7 +63,11 @@ class FormState:
         }
 
     def fail(self, error: ApiError) -> None:
-        """Put the API's field errors on the fields they name (``json.deadline`` -> deadline)."""
+        """Put the API's field errors on the fields they name (``json.deadline`` -> deadline).
+
+        The form comes back with a new Idempotency-Key: the service stored its refusal under
+        the old one, so the corrected form sent with it would be refused as a reuse."""
+        self.idempotency_key = str(uuid.uuid4())
         for path, messages in error.errors.items():
             name = path.split(".", 1)[1] if path.startswith(("json.", "form.", "query.")) else path
             name = name.split(".", 1)[0]

@@ -135,6 +135,55 @@ LABELS: dict[str, dict[str, Any]] = {
         "plan": _l("План"),
         "closing": _l("Закрытие"),
     },
+    "approval_state": {
+        "pending": _l("Ожидает решения"),
+        "approved": _l("Утверждено"),
+        "refused": _l("Возвращено на доработку"),
+    },
+    "stage_missing": {
+        "agreement": _l("записать соглашение с семьёй"),
+        "agreement_consent": _l("согласие семьи на обработку персональных данных в соглашении"),
+        "agreement_valid": _l("действующее соглашение: срок прежнего истёк"),
+        "plan_measure": _l("хотя бы одно мероприятие в плане"),
+        "plan_approved": _l("утверждение плана координатором"),
+        "measures_finished": _l(
+            "завершить все мероприятия: выполнено, не выполнено с причиной или отменено"
+        ),
+        "analysis": _l("анализ проделанной работы"),
+        "outcome": _l("итог сопровождения"),
+        "closing_approved": _l("утверждение закрытия координатором с реквизитами решения"),
+    },
+    "assessment_domain": {
+        "child_safety": _l("Безопасность ребёнка"),
+        "parenting": _l("Воспитание и уход"),
+        "material_conditions": _l("Материальное положение"),
+        "housing": _l("Жилищные условия"),
+        "health": _l("Здоровье"),
+        "education": _l("Обучение детей"),
+        "social_ties": _l("Социальные связи"),
+        "parents_employment": _l("Занятость родителей"),
+        "average": _l("В среднем"),
+    },
+    "contact_kind": {
+        "patronage_visit": _l("Патронаж"),
+        "counselling_individual": _l("Индивидуальная консультация"),
+        "counselling_family": _l("Семейная консультация"),
+        "conversation": _l("Беседа"),
+        "leisure_activity": _l("Досуговое мероприятие"),
+        "raid_visit": _l("Посещение в ходе рейда"),
+        "signal": _l("Сигнал"),
+        "other": _l("Другое"),
+    },
+    "agency_access_reason": {
+        "case_closed": _l("случай закрыт"),
+        "measure_cancelled": _l("мероприятие отменено"),
+        "agency_unknown": _l("ведомства нет в справочнике"),
+        "no_agreement": _l("семья не подписала соглашение"),
+        "agreement_expired": _l("срок соглашения истёк"),
+        "agreement_withdrawn": _l("семья отозвала соглашение"),
+        "no_data_processing_consent": _l("нет согласия на обработку данных"),
+        "not_shared": _l("семья не разрешила передавать данные ведомствам этого вида"),
+    },
     "yes_no": {
         "true": _l("Да"),
         "false": _l("Нет"),
@@ -151,6 +200,10 @@ BADGE_TONES: dict[str, str] = {
     "completed": "ok",
     "done": "ok",
     "accepted": "ok",
+    "approved": "ok",
+    "refused": "danger",
+    "pending": "warning",
+    "not_done": "danger",
 }
 """The colour family of a status badge (its text always says the status: colour is extra)."""
 

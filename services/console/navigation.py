@@ -18,6 +18,8 @@ AREAS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("/signals", _l("Сигналы"), (COORDINATOR, AGENCY_STAFF, ADMIN)),
     ("/referrals", _l("Направления"), (*STAFF, ADMIN)),
     ("/raids", _l("Рейды"), (*STAFF, ADMIN)),
+    ("/approvals", _l("Утверждения"), (COORDINATOR,)),
+    ("/access/grants", _l("Экстренный доступ"), (COORDINATOR,)),
     ("/statistics", _l("Статистика"), (COORDINATOR, AUDITOR, ADMIN)),
     ("/admin", _l("Администрирование"), (ADMIN,)),
 )

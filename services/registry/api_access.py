@@ -16,6 +16,7 @@ from services.registry.schemas import (
     GlassArgs,
     GlassGrantOut,
     GlassIn,
+    GlassLimitsOut,
     GlassOut,
 )
 from shared.auth import audit
@@ -102,6 +103,18 @@ def list_grants(args: dict[str, Any]) -> Any:
         fields=["subject", "reason", "number"],
     )
     return page
+
+
+@emergency.route("/break-glass/limits", methods=["GET"])
+@emergency.response(200, GlassLimitsOut)
+@require(AGENCY_STAFF, COORDINATOR)
+def glass_limits() -> Any:
+    """How long an emergency access lasts when none is asked for, and at most (a form shows
+    them before anyone is refused)."""
+    return {
+        "default_minutes": access.GLASS_MINUTES,
+        "max_minutes": access.glass_max_minutes(opora_app().settings.options),
+    }
 
 
 @emergency.route("/families/<family_id>/addresses", methods=["GET"])

@@ -348,6 +348,11 @@ class GlassOut(Schema):
     ended_by = fields.String(allow_none=True)
 
 
+class GlassLimitsOut(Schema):
+    default_minutes = fields.Integer()
+    max_minutes = fields.Integer(metadata={"description": "REGISTRY_BREAK_GLASS_MAX_MINUTES"})
+
+
 class GlassGrantOut(GlassOut):
     """A grant as the coordinator reviews it: who, for which family, why, and whether in force."""
 

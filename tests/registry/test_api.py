@@ -315,6 +315,7 @@ def test_break_the_glass_needs_a_reason_expires_and_tells_the_coordinator(
     coordinator_view = client(embedded_system, "coordinator").get("/break-glass?active=true")
     assert [g["subject"] for g in coordinator_view.get_json()["items"]] == ["inspector-1"]
     assert client(embedded_system, "lead_specialist").get("/break-glass").status_code == 403
+    assert pdn.get("/break-glass/limits").get_json() == {"default_minutes": 30, "max_minutes": 120}
     lead = client(embedded_system, "lead_specialist")
     assert (
         lead.post(f"/families/{family['id']}/break-glass", json={"reason": "x" * 20}).status_code

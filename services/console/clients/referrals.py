@@ -40,3 +40,18 @@ class ReferralsClient(ServiceClient):
             self.count("/referrals", agency_id=agency_id, status=status)
             for status in AWAITING_ANSWER
         )
+
+    def referrals_of_measures(self, measure_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The referrals made from these plan measures, by measure id (one call per 100)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(measure_ids), 100):
+            chunk = measure_ids[start : start + 100]
+            answer = self.get("/referrals", measure_id=chunk, page_size=200)
+            for item in answer["items"]:
+                found[item["measure_id"]] = item
+        return found
+
+    def referral(self, referral_id: str) -> dict[str, Any]:
+        """One referral with its status history and comment thread."""
+        result: dict[str, Any] = self.get(f"/referrals/{referral_id}")
+        return result

@@ -76,3 +76,62 @@ class RegistryClient(ServiceClient):
             agency_id=agency_id,
             as_of=as_of.isoformat() if as_of else None,
         )
+
+    # --- the case workspace (views/cases.py) ---------------------------------------------
+
+    def case_part(self, case_id: str, part: str) -> Any:
+        """A list of the case: problems, strengths, agreements, measures, approvals, leads."""
+        return self.get(f"/cases/{case_id}/{part}")
+
+    def assessments(self, case_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/cases/{case_id}/assessments")
+        return result
+
+    def contacts(self, case_id: str, *, page_size: int = 50) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/cases/{case_id}/contacts", page_size=page_size)
+        return result
+
+    def catalogue(self, name: str) -> list[dict[str, Any]]:
+        """A catalogue's active codes with their Russian and English titles."""
+        items: list[dict[str, Any]] = self.get(f"/catalogues/{name}")["items"]
+        return [item for item in items if item.get("active", True)]
+
+    def case_write(
+        self, method: str, path: str, body: Any, *, idempotency_key: str | None = None
+    ) -> Any:
+        """A write of the workspace (``/cases/<id>/...``, ``/measures/<id>``,
+        ``/approvals/<id>/decision``); the form's key makes a double submit harmless."""
+        response = self.request(method, path, json=body, idempotency_key=idempotency_key)
+        return response.json() if response.content else None
+
+    def approvals_inbox(self, **filters: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/approvals", **filters)
+        return result
+
+    # --- break-the-glass (views/access.py) -------------------------------------------------
+
+    def break_glass(
+        self, family_id: str, reason: str, minutes: int | None, *, idempotency_key: str
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/families/{family_id}/break-glass",
+            {"reason": reason, "minutes": minutes},
+            idempotency_key=idempotency_key,
+        )
+        return result
+
+    def glass_limits(self) -> dict[str, int]:
+        """The default and the longest duration of an emergency access, in minutes."""
+        result: dict[str, int] = self.get("/break-glass/limits")
+        return result
+
+    def end_glass(self, family_id: str, grant_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/families/{family_id}/break-glass/{grant_id}/end", idempotency_key=idempotency_key
+        )
+        return result
+
+    def grants(self, **filters: Any) -> dict[str, Any]:
+        """Emergency accesses: a coordinator's are everyone's, agency staff's their own."""
+        result: dict[str, Any] = self.get("/break-glass", **filters)
+        return result

@@ -3,10 +3,12 @@ module, or a new module listed here."""
 
 from __future__ import annotations
 
+from services.console.views.access import access
+from services.console.views.approvals import approvals
 from services.console.views.auth import auth
 from services.console.views.cases import cases
 from services.console.views.families import families
 from services.console.views.home import home
 from services.console.views.links import links
 
-BLUEPRINTS = (auth, home, cases, families, links)
+BLUEPRINTS = (auth, home, cases, approvals, access, families, links)
