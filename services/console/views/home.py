@@ -120,7 +120,7 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
                 Counter(
                     _("Ждут моего решения"),
                     n,
-                    _link("/cases/approvals", state="pending"),
+                    _link("/approvals", district=district),
                     "amber" if n else "neutral",
                 )
             ],
