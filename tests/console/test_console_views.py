@@ -62,6 +62,9 @@ class FakeReferrals:
 
 
 class FakeRegistry:
+    def case(self, case_id: str) -> dict[str, Any]:
+        raise ServiceDown("registry", "timeout")
+
     def pending_intakes(self, *, district: str | None = None) -> int:
         return 2
 
@@ -324,3 +327,31 @@ def test_htmx_requests_carry_the_csrf_token_in_a_header(make_app: Any) -> None:
     refused = client.post("/language", data={"lang": "en"})
     accepted = client.post("/language", data={"lang": "en"}, headers={"X-CSRFToken": token})
     assert refused.status_code == 400 and accepted.status_code == 302
+
+
+def test_a_page_whose_one_service_is_down_says_so_in_a_503_not_a_500(make_app: Any) -> None:
+    answer = signed_in(make_app()).get("/cases/42")
+    assert answer.status_code == 503
+    page = answer.get_data(as_text=True)
+    assert "Реестр семей: служба сейчас не отвечает" in page
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_production_cookies_are_secure(tmp_path: Path) -> None:
+    env = {
+        "OPORA_MODE": "production",
+        "OPORA_DATA_DIR": str(tmp_path),
+        "CONSOLE_DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
+        "CONSOLE_SECRET_KEY": "k" * 32,
+        "CONSOLE_OIDC_ISSUER": "https://sso.example.org/realms/opora",
+        "CONSOLE_OIDC_CLIENT_ID": "opora-console",
+        "OPORA_PUBLIC_URL": "https://opora.example.org",
+    }
+    settings = load_settings("console", env=env)
+    db.upgrade("console", settings.database_url)
+    app = create_app(settings, clients_factory=lambda _t, _c: FakeClients())  # type: ignore[arg-type,return-value]
+    answer = app.test_client().get("/sign-in")
+    cookie = answer.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Войти через единый вход" in answer.get_data(as_text=True)
+    assert "form-action 'self' https://sso.example.org" in answer.headers["Content-Security-Policy"]
