@@ -48,7 +48,8 @@ def sign_in_embedded(person_id: str) -> Person | None:
     if chosen is None:
         return None
     state = _state()
-    ttl = state.config.session_hours * 3600
+    # never longer than the services accept (OPORA_JWT_MAX_LIFETIME_SECONDS)
+    ttl = min(state.config.session_hours * 3600, state.settings.jwt_max_lifetime)
     token = issue_dev_token(
         state.settings,
         subject=chosen["person_id"],

@@ -355,3 +355,29 @@ def test_production_cookies_are_secure(tmp_path: Path) -> None:
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Войти через единый вход" in answer.get_data(as_text=True)
     assert "form-action 'self' https://sso.example.org" in answer.headers["Content-Security-Policy"]
+
+
+def test_a_demo_token_never_outlives_what_the_services_accept(tmp_path: Path) -> None:
+    import json as jsonlib
+
+    import jwt
+    from sqlalchemy import create_engine, text
+
+    env = {
+        "OPORA_MODE": "embedded",
+        "OPORA_DATA_DIR": str(tmp_path),
+        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
+        "CONSOLE_SESSION_HOURS": "24",
+        "OPORA_JWT_MAX_LIFETIME_SECONDS": "3600",
+    }
+    settings = load_settings("console", env=env)
+    db.upgrade("console", settings.database_url)
+    app = create_app(settings, clients_factory=lambda _t, _c: FakeClients())  # type: ignore[arg-type,return-value]
+    signed_in(app)
+    engine = create_engine(settings.database_url)
+    with engine.connect() as conn:
+        data = jsonlib.loads(conn.execute(text("SELECT data FROM web_sessions")).scalar_one())
+    engine.dispose()
+    claims = jwt.decode(data["token"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["sub"] == "demo-coordinator" and claims["agency"] == "family-centre"
