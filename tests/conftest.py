@@ -23,6 +23,8 @@ DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 REQUIRE = os.environ.get("OPORA_REQUIRE_SERVICES") == "1"
 
 _skipped_reasons: set[str] = set()
+# Figures a test wants shown after the run, by section (e.g. the schemathesis run per service).
+summaries: dict[str, list[str]] = {}
 
 
 def unavailable(reason: str) -> None:
@@ -133,6 +135,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             "Set OPORA_TEST_POSTGRES_URL / OPORA_TEST_BROKER_URL, or run Docker."
         )
+    for section, lines in summaries.items():
+        terminalreporter.write_sep("=", section)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -23,6 +23,7 @@ from typing import Any
 from flask import current_app, request
 from flask.wrappers import Response
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
 
 from services.referrals import domain, fhir
 from services.referrals.domain import Actor
@@ -33,7 +34,7 @@ from shared.auth.policy import require
 from shared.auth.roles import ADMIN, AGENCY_STAFF, AGENCY_SYSTEM, COORDINATOR, LEAD_SPECIALIST
 from shared.db import utcnow
 from shared.errors import DomainError
-from shared.http import db_session, idempotent
+from shared.http import db_session, idempotent, problems
 from shared.http.problems import TYPE_BASE
 from shared.logging import correlation_id
 
@@ -76,6 +77,30 @@ _PATCH_EXAMPLE = [
 _FHIR_RESOURCE_DOC = {
     "content": {fhir.FHIR_JSON: {"schema": {"type": "object", "additionalProperties": True}}}
 }
+_OUTCOME_DOC = {
+    "content": {
+        fhir.FHIR_JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["resourceType", "issue"],
+                "properties": {
+                    "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+                    "id": {"type": "string"},
+                    "issue": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        }
+    }
+}
+
+
+def _answers(success: str, errors: dict[int, str]) -> dict[str, Any]:
+    """The documented answers of a FHIR operation: the resource, and every error (the listed
+    ones and the rest as ``default``) as an OperationOutcome in ``application/fhir+json``."""
+    responses: dict[str, Any] = {"200": {"description": success, **_FHIR_RESOURCE_DOC}}
+    for status, description in [*errors.items(), ("default", "OperationOutcome")]:
+        responses[str(status)] = {"description": description, **_OUTCOME_DOC}
+    return responses
 
 
 def fhir_response(
@@ -124,7 +149,18 @@ def operation_outcome(exc: DomainError) -> Response:
     return response
 
 
+def _http_outcome(exc: HTTPException) -> Response:
+    """Werkzeug's errors on FHIR paths (a body over the size limit, ...) as OperationOutcomes too;
+    a server error stays the app's."""
+    if (exc.code or 500) >= 500:
+        return problems.from_http_exception(exc)
+    error = DomainError(exc.description, title=exc.name, code=problems.slug(exc.name))
+    error.status = exc.code or 400
+    return operation_outcome(error)
+
+
 fhir_api.register_error_handler(DomainError, operation_outcome)
+fhir_api.register_error_handler(HTTPException, _http_outcome)
 
 
 def _actor() -> Actor:
@@ -151,8 +187,9 @@ def _read(referral_id: str) -> Referral:
 
 
 @fhir_api.route("/ServiceRequest/<referral_id>", methods=["GET"])
-@fhir_api.doc(responses={"200": {"description": "the ServiceRequest", **_FHIR_RESOURCE_DOC}})
-@fhir_api.alt_response(404, description="OperationOutcome: no such referral for this agency")
+@fhir_api.doc(
+    responses=_answers("the ServiceRequest", {404: "OperationOutcome: no such referral for you"})
+)
 @require(*EVERYONE)
 def get_service_request(referral_id: str) -> Response:
     """The referral as a FHIR R4 ServiceRequest: what is asked, for which family (by registry
@@ -162,8 +199,7 @@ def get_service_request(referral_id: str) -> Response:
 
 
 @fhir_api.route("/Task/<referral_id>", methods=["GET"])
-@fhir_api.doc(responses={"200": {"description": "the Task", **_FHIR_RESOURCE_DOC}})
-@fhir_api.alt_response(404, description="OperationOutcome: no such referral for this agency")
+@fhir_api.doc(responses=_answers("the Task", {404: "OperationOutcome: no such referral for you"}))
 @require(*EVERYONE)
 def get_task(referral_id: str) -> Response:
     """The referral's state as a FHIR R4 Task; its status is the referral's status."""
@@ -177,10 +213,15 @@ def get_task(referral_id: str) -> Response:
         "required": True,
         "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}, "example": _TASK_EXAMPLE}},
     },
-    responses={"200": {"description": "the Task after the step", **_FHIR_RESOURCE_DOC}},
+    responses=_answers(
+        "the Task after the step",
+        {
+            404: "OperationOutcome: no such referral for you",
+            409: "OperationOutcome: illegal step or stale version",
+            422: "OperationOutcome naming the FHIR path of the problem",
+        },
+    ),
 )
-@fhir_api.alt_response(409, description="OperationOutcome: illegal step or stale version")
-@fhir_api.alt_response(422, description="OperationOutcome naming the FHIR path of the problem")
 @require(*EVERYONE)
 @idempotent
 def put_task(referral_id: str) -> Response:
@@ -207,13 +248,16 @@ def put_task(referral_id: str) -> Response:
             }
         },
     },
-    responses={"200": {"description": "the Task after the step", **_FHIR_RESOURCE_DOC}},
+    responses=_answers(
+        "the Task after the step",
+        {
+            404: "OperationOutcome: no such referral for you",
+            409: "OperationOutcome: illegal step, stale version, failed test",
+            415: "OperationOutcome: only application/json-patch+json",
+            422: "OperationOutcome naming the FHIR path of the problem",
+        },
+    ),
 )
-@fhir_api.alt_response(
-    409, description="OperationOutcome: illegal step, stale version, failed test"
-)
-@fhir_api.alt_response(415, description="OperationOutcome: only application/json-patch+json")
-@fhir_api.alt_response(422, description="OperationOutcome naming the FHIR path of the problem")
 @require(*EVERYONE)
 @idempotent
 def patch_task(referral_id: str) -> Response:

@@ -58,7 +58,7 @@ def problem(
 ) -> Response:
     phrase = _phrase(status)
     body: dict[str, Any] = {
-        "type": TYPE_BASE + (code or _slug(phrase)),
+        "type": TYPE_BASE + (code or slug(phrase)),
         "title": title or phrase,
         "status": status,
     }
@@ -181,5 +181,6 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _slug(phrase: str) -> str:
+def slug(phrase: str) -> str:
+    """A problem type's code from its title: ``Not Found`` -> ``not-found``."""
     return "-".join(phrase.lower().replace("'", "").split())
