@@ -332,6 +332,42 @@ def test_fhir_routes_are_documented(embedded_system: System) -> None:
     assert fhir.JSON_PATCH in patch["requestBody"]["content"]
 
 
+@pytest.mark.embedded
+def test_refusals_before_the_view_are_operation_outcomes_too(embedded_system: System) -> None:
+    """The role check, the input guard and Werkzeug's size limit answer before the FHIR view
+    runs; a FHIR client still gets an OperationOutcome, as the document says."""
+    referral_id, clinic, _stranger = setup_clinics(embedded_system)
+    app = fhir_app(embedded_system)
+    auditor = as_token(embedded_system, "auditor").get(f"/fhir/Task/{referral_id}")
+    nul = put_task(clinic, referral_id, {"resourceType": "Task", "status": "a\u0000"})
+    deep = clinic.put(
+        f"/fhir/Task/{referral_id}",
+        data="[" * 3000 + "]" * 3000,
+        headers={"Content-Type": fhir.FHIR_JSON},
+    )
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    huge = clinic.put(
+        f"/fhir/Task/{referral_id}",
+        data=b"{" + b" " * limit + b"}",
+        headers={"Content-Type": fhir.FHIR_JSON},
+    )
+    for answer, status, code in (
+        (auditor, 403, "forbidden"),
+        (nul, 422, "invalid"),
+        (deep, 422, "invalid"),
+        (huge, 413, "processing"),
+    ):
+        assert answer.status_code == status, answer.get_data(as_text=True)[:300]
+        assert answer.mimetype == fhir.FHIR_JSON
+        assert OperationOutcome.model_validate(answer.get_json()).issue[0].code == code
+    assert nul.get_json()["issue"][0]["expression"] == ["status"]
+    spec = app.test_client().get("/openapi.json").get_json()
+    for method in ("get", "put", "patch"):
+        operation = spec["paths"]["/fhir/Task/{referral_id}"][method]
+        for status, response in operation["responses"].items():
+            assert list(response["content"]) == [fhir.FHIR_JSON], (status, response)
+
+
 # --- JSON Patch (RFC 6902) of a Task -------------------------------------------------------------
 
 OUTPUT = [{"type": {"text": "outcome"}, "valueString": "осмотр проведён"}]
