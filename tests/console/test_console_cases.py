@@ -294,7 +294,7 @@ def test_the_workspace_shows_every_part_in_words(make_app: Any) -> None:
     page = answer.get_data(as_text=True)
     text = visible_text(page)
     assert "Т-2026-0007" in text
-    assert "записать соглашение с семьёй" in text and "утверждение плана координатором" in text
+    assert "соглашения с семьёй" in text and "утверждения плана координатором" in text
     assert 'aria-current="step">Подготовительный' in page
     assert "Пропуски занятий" in text and "Проверка инспектором ПДН: Проверка условий" in text
     plan = page.split('id="measure-m-1"', 1)[1].split("</li>", 1)[0]
