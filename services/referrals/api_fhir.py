@@ -124,7 +124,7 @@ def operation_outcome(exc: DomainError) -> Response:
             "coding": [{"system": TYPE_BASE.rstrip("/"), "code": exc.code}],
             "text": exc.title,
         },
-        "diagnostics": exc.detail,
+        "diagnostics": problems.without_path_values(exc.detail),
     }
     if exc.errors:
         issue["expression"] = sorted(exc.errors)

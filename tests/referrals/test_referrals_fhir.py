@@ -261,6 +261,7 @@ def test_fhir_read_and_update_with_scope_versions_and_outcomes(embedded_system: 
     assert hidden.status_code == 404 and hidden.mimetype == fhir.FHIR_JSON
     outcome = OperationOutcome.model_validate(hidden.get_json())
     assert outcome.issue[0].code == "not-found"
+    assert referral_id not in hidden.get_data(as_text=True), "a 404 repeats no path value"
     assert (
         put_task(stranger, referral_id, {"resourceType": "Task", "status": "received"}).status_code
         == 404
