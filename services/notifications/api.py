@@ -166,6 +166,7 @@ def resend(data: dict[str, Any], message_id: str) -> Any:
     # whole seconds, as the tokens carry them: the fresh ones are issued from this second on
     issued_from = now.replace(microsecond=0)
     if sealed is not None:
+        capabilities.check_resend_address(session, original, data.get("address"))
         sealed, short_code = capabilities.reissue(settings, sealed, domain.new_short_code)
         if sealed.target is not None:
             original.short_code = None  # /r/<old code> led to a capability: it ends here

@@ -19,10 +19,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from markupsafe import escape
+from sqlalchemy.orm import Session
 
+from services.notifications.models import Message, Recipient
+from services.notifications.readmodels import phone_or_none
 from shared.auth import sealing
 from shared.auth.links import issue_link_token
 from shared.config import Settings
+from shared.errors import RuleViolation
 
 SEALED_PURPOSE = "message-links"
 SHORT_PATH = "/r/"
@@ -204,3 +208,21 @@ def signed_subjects(sealed: Sealed) -> list[tuple[str, str]]:
     if sealed.target_origin is not None:
         found.append(sealed.target_origin)
     return sorted({(purpose, subject) for purpose, subject, _ in found})
+
+
+def check_resend_address(session: Session, message: Message, address: str | None) -> None:
+    """A message that carries the recipient's link goes to no other address than the one on
+    record for them (the agency directory's): else a resend would hand the link to whoever
+    typed the address."""
+    if not address:
+        return
+    recipient = session.get(Recipient, message.recipient_id)
+    on_record = None
+    if recipient is not None:
+        on_record = recipient.email if message.channel == "email" else recipient.phone
+    given = address.strip() if message.channel == "email" else phone_or_none(address)
+    if given is None or on_record is None or given.lower() != on_record.lower():
+        why = (
+            "the message carries the recipient's own link: it goes only to their address on record"
+        )
+        raise RuleViolation(why, errors={"address": [why]})

@@ -167,6 +167,18 @@ def test_a_resend_issues_fresh_links_and_ends_the_old_short_link(
     anyone = system.app("notifications").test_client()
     assert anyone.get(old_short).status_code == 302
 
+    # the recipient's link goes to no other address than theirs on record
+    for message_id, elsewhere in ((made["email"], "me@admin.test"), (made["sms"], "+79990000000")):
+        refused = admin.post(
+            f"/messages/{message_id}/resend", json={"reason": "to me", "address": elsewhere}
+        )
+        assert refused.status_code == 422 and "address" in refused.get_json()["errors"]
+    on_record = admin.post(
+        f"/messages/{made['sms']}/resend",
+        json={"reason": "the same phone", "address": "8 (911) 000-00-05"},
+    )
+    assert on_record.status_code == 201, on_record.get_json()
+
     copies = {}
     for channel, message_id in made.items():
         response = admin.post(f"/messages/{message_id}/resend", json={"reason": "lost phone"})
@@ -217,6 +229,8 @@ def test_the_referral_refuses_the_link_a_resend_replaced(embedded_system: System
         {k: charity["contacts"][0][k] for k in ("person_id", "name", "role", "email", "phone")}
     ])  # fmt: skip
     assert admin.post("/agencies", json=agency).status_code == 201
+    system.relay("referrals")  # the directory first: the file transport keeps no order
+    system.consume("notifications")
     with system.session("referrals") as session, session.begin():
         directory.remember_agreement(
             session,
