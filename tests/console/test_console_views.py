@@ -381,3 +381,44 @@ def test_a_demo_token_never_outlives_what_the_services_accept(tmp_path: Path) ->
     claims = jwt.decode(data["token"], options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 3600
     assert claims["sub"] == "demo-coordinator" and claims["agency"] == "family-centre"
+
+
+@pytest.mark.integration
+def test_sessions_live_in_postgresql_in_production(postgres_admin_url: str, tmp_path: Path) -> None:
+    """Two console processes share one sessions database: a session made through one app is
+    found by another (each its own engine and pool)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"opora_console_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        env = {
+            "OPORA_MODE": "embedded",
+            "OPORA_DATA_DIR": str(tmp_path),
+            "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
+            "CONSOLE_DATABASE_URL": url,
+        }
+        settings = load_settings("console", env=env)
+        db.upgrade("console", settings.database_url)
+        first, second = (
+            create_app(settings, clients_factory=lambda _t, _c: FakeClients())  # type: ignore[arg-type,return-value]
+            for _ in range(2)
+        )
+        client = signed_in(first)
+        cookie = client.get_cookie("opora_session")
+        assert cookie is not None
+        other = second.test_client()
+        other.set_cookie("opora_session", cookie.value)
+        answer = other.get("/")
+        assert answer.status_code == 200 and "Координатор (демо)" in answer.get_data(as_text=True)
+        for app in (first, second):
+            app.extensions["console"].engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
