@@ -120,6 +120,14 @@ def signal_context(inp: RuleInput, prefs: Prefs) -> dict[str, Any]:
     }
 
 
+def signal_returned(inp: RuleInput, prefs: Prefs) -> dict[str, Any]:
+    """The registry refused an accepted signal: why, as a label (the detail is in the signal)."""
+    return {
+        **signal_context(inp, prefs),
+        "refusal": label("refusal", inp.data["reason"], prefs.language),
+    }
+
+
 def raid_context(inp: RuleInput, prefs: Prefs) -> dict[str, Any]:
     d = inp.data
     known = prefetch.get(inp.session, KnownRaid, d["raid_id"])

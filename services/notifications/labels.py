@@ -35,6 +35,10 @@ LABELS: dict[str, dict[str, dict[str, str]]] = {
         },
         "en": {},
     },
+    "refusal": {
+        "ru": {"family-unknown": "семьи нет в банке данных", "case-refused": "случай не открыт"},
+        "en": {"family-unknown": "the family is not in the data bank", "case-refused": "no case could be opened"},
+    },
     "priority": {
         "ru": {"red": "высокий", "amber": "средний", "green": "низкий"},
         "en": {"red": "high", "amber": "medium", "green": "low"},

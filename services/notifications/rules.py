@@ -32,6 +32,7 @@ from services.notifications.contexts import (
     referral_received,
     referral_status,
     signal_context,
+    signal_returned,
 )
 from services.notifications.preferences import Prefs
 from services.notifications.recipients import (
@@ -171,6 +172,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "signal-escalated", "referrals.signal.escalated", "signal.escalated", BOTH, "urgent",
         "the district's coordinators", coordinators_of(lambda d: d["district"]), signal_context,
+    ),
+    Rule(
+        "signal-returned", "referrals.signal.returned", "signal.returned", EMAIL, "normal",
+        "the district's coordinators (the registry refused an accepted signal: triage it again)",
+        coordinators_of(lambda d: d["district"]), signal_returned,
     ),
     Rule(
         "raid-invitation", "raids.participant.invited", "raid.invitation", EMAIL, "normal",

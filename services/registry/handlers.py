@@ -42,19 +42,19 @@ def referral_status_changed(session: Session, event: Event) -> None:
 @handlers.on("referrals.signal.accepted")
 def signal_accepted(session: Session, event: Event) -> None:
     data = event.data
-    if not data["family_id"]:
-        intake.accept_unmatched(session, data)
-        return
     try:
         with session.begin_nested():  # a refusal keeps nothing of what was begun
-            domain_contact_log.accept_signal(
-                session,
-                signal_id=data["signal_id"],
-                family_id=data["family_id"],
-                accepted_by=data["accepted_by"],
-                at=data["at"],
-                agency_id=data["reporter_agency_id"],
-            )
+            if not data["family_id"]:
+                intake.accept_unmatched(session, data)
+            else:
+                domain_contact_log.accept_signal(
+                    session,
+                    signal_id=data["signal_id"],
+                    family_id=data["family_id"],
+                    accepted_by=data["accepted_by"],
+                    at=data["at"],
+                    agency_id=data["reporter_agency_id"],
+                )
     except (NotFound, Conflict, RuleViolation) as exc:
         # A business refusal, not a broken message: it goes back to the coordinator's triage.
         events.publish(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import System, family_payload
+from conftest import System, add_coordinator, family_payload
 from sqlalchemy import select
 
 from services.referrals import directory
@@ -231,8 +231,11 @@ def test_a_signal_the_registry_refuses_returns_to_triage_with_the_reason(system:
     """The coordinator accepted a signal for a family referrals knew, but the registry no longer
     holds it (merged away since): the registry answers with registry.signal.refused, not a dead
     letter, and the signal is back in triage with the reason for the coordinator."""
+    from services.notifications.models import Message
     from services.referrals.models import KnownFamily
     from shared.messaging.dlq import list_dead_letters
+
+    add_coordinator(system)
 
     with system.session("referrals") as session, session.begin():
         session.add(
@@ -265,5 +268,14 @@ def test_a_signal_the_registry_refuses_returns_to_triage_with_the_reason(system:
     worker = system.worker("registry")
     with worker.connect() as conn:
         assert list_dead_letters(conn, worker.names, "registry") == []
+    round_trip(system, "referrals", "notifications")  # the district's coordinator is told
+    with system.session("notifications") as session:
+        subjects = session.scalars(
+            select(Message.subject).where(
+                Message.recipient_id == "coord-1",
+                Message.source_event_type == "referrals.signal.returned",
+            )
+        ).all()
+    assert subjects == [f"Сигнал {reported['id'][:8]} возвращён на разбор"], subjects
     dismissed = coordinator.post(f"/signals/{reported['id']}/dismiss", json={"reason": "дубль"})
     assert dismissed.status_code == 200

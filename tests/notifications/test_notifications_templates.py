@@ -28,7 +28,7 @@ CONTRACT_KEYS = {
     "measure.overdue", "signal.urgent", "signal.escalated", "raid.invitation", "raid.updated",
     "raid.cancelled", "raid.reminder", "raid.concern", "digest",
     "case.approval_decided", "intake.pending", "referral.claimed", "referral.commented",
-    "raid.withdrawn",
+    "raid.withdrawn", "signal.returned",
 }  # fmt: skip
 
 # A family's personal data as other services hold it; none of it may ever reach a message part
@@ -74,7 +74,7 @@ def personal_context(key: str) -> dict[str, Any]:
 def test_every_key_of_the_contract_has_a_spec_and_defaults_in_both_languages() -> None:
     assert set(tpl.TEMPLATES) == CONTRACT_KEYS
     assert tpl.TEMPLATES["digest"].channels == ("email",)
-    assert len(TARGETS) == 23 * 2 * 2 + 2
+    assert len(TARGETS) == 24 * 2 * 2 + 2
     for spec in tpl.TEMPLATES.values():
         assert spec.description
         for placeholder in spec.placeholders.values():

@@ -74,7 +74,7 @@ def test_list_keys_with_specs_and_current_versions(app: Flask) -> None:
     response = client(app, "coordinator").get("/templates")
     assert response.status_code == 200
     body = {item["key"]: item for item in response.get_json()}
-    assert len(body) == 24
+    assert len(body) == 25
     assert body["digest"]["channels"] == ["email"]
     assert len(body["digest"]["current"]) == 2
     overdue = body["referral.overdue"]

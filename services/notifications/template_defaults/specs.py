@@ -83,6 +83,10 @@ _CATALOGUE: dict[str, tuple[str, Any]] = {
     "ics_url": ("link to the raid's calendar file", f"{_URL}/raids/{_ID}.ics"),
     "changes": ("what changed, as written by the coordinator", "время начала — 10:00"),
     "decision": ("the approver's decision, as a label", "согласовано"),
+    "refusal": (
+        "why the registry refused the accepted signal, as a label",
+        "семьи нет в банке данных",
+    ),
     "candidates": ("how many families of the data bank may be the signal's", 2),
     "intake_url": ("link to the accepted signal waiting for its family", f"{_URL}/intakes/{_ID}"),
     "date": ("the digest's day", "10.12.2026"),
@@ -123,6 +127,7 @@ _KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "measure.overdue": ("a measure of a plan is overdue", ("measure_kind", "case_number", "due_at", "days_overdue", "case_url")),
     "signal.urgent": ("an urgent signal about a child", ("signal_number", "priority", "district", "triage_due_at", "signal_url")),
     "signal.escalated": ("a signal was not triaged in time", ("signal_number", "priority", "district", "triage_due_at", "signal_url")),
+    "signal.returned": ("the registry refused an accepted signal: it waits for triage again", ("signal_number", "district", "refusal", "signal_url")),
     "raid.invitation": ("the recipient is invited to a raid", ("raid_title", "starts_at", "ends_at", "district", "raid_url", "ics_url")),
     "raid.updated": ("a raid the recipient is on changed", ("raid_title", "starts_at", "ends_at", "district", "changes", "raid_url", "ics_url")),
     "raid.cancelled": ("a raid the recipient is on was cancelled", ("raid_title", "starts_at", "district", "raid_url")),
