@@ -58,8 +58,8 @@ class DatabaseSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         sid = request.cookies.get(COOKIE)
-        if not sid or len(sid) > 100:
-            return ServerSession()
+        if not sid or len(sid) > 100 or request.endpoint == "static":
+            return ServerSession()  # a static file needs no session: no database read
         with transaction(self.sessions) as db:
             row = db.get(WebSession, _key(sid))
             if row is None or row.expires_at <= utcnow():

@@ -231,6 +231,8 @@ def test_short_links_lead_only_to_our_own_pages(make_app: Any) -> None:
         ("/cases/1?x=2", "/cases/1?x=2"),
         ("https://evil.test/", "/"),
         ("//evil.test", "/"),
+        ("/\\evil.test", "/"),
+        ("/\tevil", "/"),
         ("", "/"),
     ],
 )
