@@ -106,3 +106,20 @@ def test_a_service_down_empties_only_its_panel(
     finally:
         processes.recover("raids-web")
         processes.wait_ready(["raids"])
+
+
+def test_english_and_the_error_pages_are_accessible_too(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    sign_in(page, console_system, "Ведущий специалист (демо)")
+    page.get_by_role("button", name="English").click()
+    page.wait_for_url(console_system.url + "/")
+    assert page.locator("h1").inner_text() == "What needs me"
+    assert page.locator("html").get_attribute("lang") == "en"
+    axe(page)
+    answer = page.goto(console_system.url + "/no-such-page")
+    assert answer is not None and answer.status == 404
+    assert page.locator("h1").inner_text() == "Page not found"
+    axe(page)
+    page.get_by_role("button", name="Русский").click()
+    assert page.locator("h1").inner_text() == "Страница не найдена"
