@@ -231,8 +231,9 @@ def seed(env: Mapping[str, str] | None = None) -> dict[str, str]:
     returned; a production system gets its keys from an admin, never from a demo.
     """
     env = dict(os.environ if env is None else env)
-    _seed_recipients(env, _seed_directory(env))
-    _seed_registry(env)
+    snapshots = _seed_directory(env)
+    _seed_recipients(env, snapshots)
+    _seed_registry(env, snapshots)
     settings = load_settings("referrals", env=env)
     return _seed_keys(env, settings.data_dir / KEYS_FILE) if settings.embedded else {}
 
@@ -299,12 +300,17 @@ def _seed_recipients(env: Mapping[str, str], snapshots: list[dict[str, Any]]) ->
             readmodels.remember_agencies(session, events)
 
 
-def _seed_registry(env: Mapping[str, str]) -> None:
-    from services.registry import domain_plan
+def _seed_registry(env: Mapping[str, str], snapshots: list[dict[str, Any]]) -> None:
+    """The demo families and the catalogue; and the agencies' kinds, which the registry learns
+    from the directory's events: handed over at once, like notifications' recipients, so the
+    family's consent covers the police however the services' start-up interleaves."""
+    from services.registry import directory, domain_plan
     from services.registry.domain import register_family
     from services.registry.models import CatalogueEntry, Family
 
     with _transaction("registry", env) as session:
+        for snapshot in snapshots:
+            directory.remember_agency(session, snapshot)
         if session.get(CatalogueEntry, ("measure_kind", PDN_CHECK["code"])) is None:
             domain_plan.add_catalogue_entry(session, "measure_kind", dict(PDN_CHECK), by="demo")
         if not session.scalar(select(func.count()).select_from(Family)):

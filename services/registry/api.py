@@ -127,10 +127,10 @@ def register_family(data: dict[str, Any]) -> Any:
 def list_families(args: dict[str, Any]) -> Any:
     """Search and filter: district, settlement, category, stage, lead specialist, overdue
     measures, in the bank or removed; `q` finds any member's name (children included) in
-    Cyrillic or Latin, with typos, and birth dates. Agency staff see only the families
-    referred to their agency."""
+    Cyrillic or Latin, with typos, and birth dates. Agency staff see only the families their
+    agency reads under the family's consent (or after breaking the glass)."""
     session = db_session()
-    stmt = domain_search.search_families(args, agency_id=access.agency_scope(), session=session)
+    stmt = domain_search.search_families(args, scope=access.agency_scope(), session=session)
     page = domain_search.page_of(session, stmt, page=args["page"], page_size=args["page_size"])
     record_list(
         audit.LIST,
@@ -163,7 +163,7 @@ def export_families(args: dict[str, Any]) -> Any:
     10,000 families: narrow the filters past that."""
     session = db_session()
     stmt = domain_search.search_families(
-        args, agency_id=access.agency_scope(), session=session, window=EXPORT_LIMIT + 1
+        args, scope=access.agency_scope(), session=session, window=EXPORT_LIMIT + 1
     )
     families_ = list(session.scalars(stmt.limit(EXPORT_LIMIT + 1)))
     if len(families_) > EXPORT_LIMIT:

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from services.registry import (
+    access,
     domain_approvals,
     domain_assessments,
     domain_cases,
@@ -16,6 +17,7 @@ from services.registry import (
     domain_plan,
 )
 from services.registry.api import CASEWORK, record, record_list
+from services.registry.domain import today
 from services.registry.models import Agreement, Approval, ContactEntry, Finding, Measure
 from services.registry.schemas_cases import (
     AgreementIn,
@@ -55,6 +57,14 @@ from shared.errors import NotFound
 from shared.http import PageArgs, db_session, idempotent, paginate
 
 cases = Blueprint("cases", __name__, url_prefix="", description="Cases, stages and support plans")
+
+
+def _with_access(measures: list[Measure]) -> list[Measure]:
+    """The plan shows, for each measure of another agency, whether that agency can act yet."""
+    session, on = db_session(), today()
+    for measure in measures:
+        measure.agency_access = access.measure_access(session, measure, on)  # type: ignore[attr-defined]
+    return measures
 
 
 def _case(case_id: str, action: str = "read", fields: list[str] | None = None) -> Any:
@@ -248,25 +258,30 @@ def contact_log(args: dict[str, Any], case_id: str) -> Any:
 @require(*CASEWORK)
 @idempotent
 def add_measure(data: dict[str, Any], case_id: str) -> Any:
-    """Add a measure to the plan; one for another agency becomes a referral."""
+    """Add a measure to the plan; one for another agency becomes a referral. It is kept even
+    without the family's consent for that agency, but grants nothing then: `agency_access`
+    says why the agency cannot act yet."""
     case = _case(case_id, "update", ["plan"])
-    return domain_plan.add_measure(db_session(), case, data)
+    measure = domain_plan.add_measure(db_session(), case, data)
+    db_session().flush()
+    return _with_access([measure])[0]
 
 
 @cases.route("/cases/<case_id>/measures", methods=["GET"])
 @cases.response(200, MeasureOut(many=True))
 @require(*CASEWORK)
 def list_measures(case_id: str) -> Any:
-    """The support plan (IPR); each measure says whether it is overdue."""
+    """The support plan (IPR); each measure says whether it is overdue, and for another
+    agency's measure whether that agency can act yet (`agency_access`)."""
     case = _case(case_id, fields=["plan"])
-    return (
-        db_session()
-        .scalars(
-            select(Measure)
-            .where(Measure.case_id == case.id)
-            .order_by(Measure.deadline, Measure.created_at)
+    return _with_access(
+        list(
+            db_session().scalars(
+                select(Measure)
+                .where(Measure.case_id == case.id)
+                .order_by(Measure.deadline, Measure.created_at)
+            )
         )
-        .all()
     )
 
 
@@ -280,7 +295,9 @@ def update_measure(data: dict[str, Any], measure_id: str) -> Any:
     session = db_session()
     measure = domain_plan.get_measure(session, measure_id)
     record("update", "measure", measure.id, measure.family_id, fields=sorted(data))
-    return domain_plan.update_measure(session, measure, data)
+    domain_plan.update_measure(session, measure, data)
+    session.flush()
+    return _with_access([measure])[0]
 
 
 @cases.route("/measures/overdue", methods=["GET"])

@@ -10,14 +10,13 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.registry import events
 from services.registry.domain import actor, bump, get_family, today
 from services.registry.models import (
     OPEN_MEASURE_STATUSES,
-    AgencyAccess,
     Agreement,
     Case,
     Family,
@@ -192,6 +191,10 @@ def missing_for(session: Session, case: Case, stage: str, on: dt.date) -> list[t
                         f"the agreement is valid (it expired on {agreement.valid_until})",
                     )
                 )
+            if agreement.withdrawn_at is not None:
+                missing.append(
+                    ("agreement_in_force", "the agreement is in force (the family withdrew it)")
+                )
         if plan_size(session, case) == 0:
             missing.append(("plan_measure", "the support plan has at least one measure"))
         if case.plan_approved_at is None:
@@ -286,8 +289,7 @@ def _close(session: Session, case: Case, family: Family, on: dt.date) -> None:
     ):
         assignment.ended_at = utcnow()
     family.in_bank = False
-    family.lead_specialist = None
-    session.execute(delete(AgencyAccess).where(AgencyAccess.family_id == family.id))
+    family.lead_specialist = None  # agencies lose their access with the open case (access)
     events.publish(
         session,
         "registry.case.closed",

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, delete, exists, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from services.registry import events
@@ -15,7 +15,6 @@ from services.registry.domain import actor, get_family, today
 from services.registry.domain_cases import get_case, require_open
 from services.registry.models import (
     OPEN_MEASURE_STATUSES,
-    AgencyAccess,
     Case,
     CatalogueEntry,
     Family,
@@ -138,33 +137,6 @@ def _measure_event(measure: Measure, family: Family) -> dict[str, Any]:
     }
 
 
-def _grant_agency(session: Session, family_id: str, agency_id: str) -> None:
-    if session.get(AgencyAccess, (family_id, agency_id)) is None:
-        session.add(AgencyAccess(family_id=family_id, agency_id=agency_id))
-
-
-def _review_agency(session: Session, family_id: str, agency_id: str) -> None:
-    """An agency keeps its scope while the open case has a measure for it that is not cancelled."""
-    still = session.scalar(
-        select(
-            exists().where(
-                Measure.family_id == family_id,
-                Measure.agency_id == agency_id,
-                Measure.status != "cancelled",
-                Measure.case_id.in_(
-                    select(Case.id).where(Case.family_id == family_id, Case.closed_on.is_(None))
-                ),
-            )
-        )
-    )
-    if not still:
-        session.execute(
-            delete(AgencyAccess).where(
-                AgencyAccess.family_id == family_id, AgencyAccess.agency_id == agency_id
-            )
-        )
-
-
 def add_measure(
     session: Session, case: Case, data: dict[str, Any], *, by: str | None = None
 ) -> Measure:
@@ -198,8 +170,7 @@ def add_measure(
     if case.stage == "preparatory" and case.plan_approved_at is not None:
         case.plan_approved_at = None
         case.plan_approved_by = None
-    if measure.agency_id:
-        _grant_agency(session, family.id, measure.agency_id)
+    if measure.agency_id:  # it grants the agency nothing: the family's consent decides (access)
         events.publish(session, "registry.measure.assigned", _measure_event(measure, family))
     return measure
 
@@ -252,8 +223,6 @@ def update_measure(
         measure.status_changed_at = utcnow()
     measure.version += 1
     family = get_family(session, measure.family_id)
-    if measure.agency_id and status == "cancelled":
-        _review_agency(session, family.id, measure.agency_id)
     events.publish(session, "registry.measure.updated", _measure_event(measure, family))
     return measure
 
@@ -314,8 +283,6 @@ def apply_referral_status(
         measure.status_changed_at = at
     measure.version += 1
     family = get_family(session, measure.family_id)
-    if measure.agency_id and target == "cancelled":
-        _review_agency(session, family.id, measure.agency_id)
     events.publish(session, "registry.measure.updated", _measure_event(measure, family))
     return measure
 

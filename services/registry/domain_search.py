@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from services.registry import name_search
 from services.registry.domain import today
-from services.registry.models import OPEN_MEASURE_STATUSES, AgencyAccess, Family, Measure
+from services.registry.models import OPEN_MEASURE_STATUSES, Family, Measure
 
 SORTS = {
     "number": Family.number,
@@ -54,11 +54,12 @@ def page_of(session: Session, stmt: Select[Any], *, page: int, page_size: int) -
 def search_families(
     args: dict[str, Any],
     *,
-    agency_id: str | None = None,
+    scope: ColumnElement[bool] | None = None,
     session: Session | None = None,
     window: int = COUNT_CAP + 1,
 ) -> Select[Any]:
-    """The filtered, sorted list of families; ``agency_id`` limits it to that agency's scope.
+    """The filtered, sorted list of families; ``scope`` (``access.family_scope``) limits it to
+    what the caller may read.
 
     A name in ``q`` needs ``session``: typed words are looked up in the lexicon first. Sorted
     by relevance (the default with a name), the newest ``window`` matches are ranked, so a
@@ -97,10 +98,8 @@ def search_families(
                 )
             )
         )
-    if agency_id is not None:
-        stmt = stmt.where(
-            exists().where(AgencyAccess.family_id == Family.id, AgencyAccess.agency_id == agency_id)
-        )
+    if scope is not None:
+        stmt = stmt.where(scope)
     sort = args.get("sort") or (RELEVANCE if terms else "-created_at")
     if sort == RELEVANCE:
         if not terms:

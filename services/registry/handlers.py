@@ -1,5 +1,6 @@
 """Events the registry consumes: raids' visit acts become contact-log entries, and a referral's
-status moves the plan's measure it came from (the closed loop).
+status moves the plan's measure it came from (the closed loop). The directory's agency events
+tell each agency's kind, which the family's consent names (``access``).
 
 An accepted signal opens or attaches a case in ``preparatory``. One accepted without a registry
 family id goes through duplicate detection (``intake``): attached to the one confident match,
@@ -11,7 +12,7 @@ returns the signal to triage: dead letters are for broken messages, not business
 
 from sqlalchemy.orm import Session
 
-from services.registry import domain_contact_log, domain_plan, events, intake
+from services.registry import directory, domain_contact_log, domain_plan, events, intake
 from shared.errors import Conflict, NotFound, RuleViolation
 from shared.events import Event
 from shared.messaging.consumer import Handlers
@@ -37,6 +38,12 @@ def referral_status_changed(session: Session, event: Event) -> None:
         data["at"],
         referral_id=data["referral_id"],
     )
+
+
+@handlers.on("referrals.agency.created")
+@handlers.on("referrals.agency.updated")
+def agency_changed(session: Session, event: Event) -> None:
+    directory.remember_agency(session, event.data)
 
 
 @handlers.on("referrals.signal.accepted")

@@ -241,16 +241,16 @@ class FamilyLink(Base):
     linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class AgencyAccess(Base):
-    """Which agencies may see a family: the registry's own knowledge of the measures it assigned."""
+class KnownAgency(Base):
+    """Read model of the referrals directory: an agency's kind, which the family's consent names.
+    Learned from ``referrals.agency.created``/``updated``; the newest ``agency_version`` wins."""
 
-    __tablename__ = "agency_access"
+    __tablename__ = "known_agencies"
 
-    family_id: Mapped[str] = mapped_column(
-        ForeignKey("families.id", ondelete="CASCADE"), primary_key=True
-    )
-    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
-    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    agency_version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class GlassBreak(Base):

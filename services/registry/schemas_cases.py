@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy.orm import object_session
 
+from services.registry.access import ACCESS_REASONS
 from services.registry.domain_cases import next_stage
 from services.registry.models import (
     ASSESSMENT_DOMAINS,
@@ -28,7 +29,8 @@ class NextStageOut(Schema):
         fields.String(),
         metadata={
             "description": "codes of what the case lacks for it (empty: it may move now): "
-            "agreement, agreement_consent, agreement_valid, plan_measure, plan_approved, "
+            "agreement, agreement_consent, agreement_valid, agreement_in_force, plan_measure, "
+            "plan_approved, "
             "measures_finished, analysis, outcome, closing_approved"
         },
     )
@@ -212,6 +214,21 @@ class MeasurePatch(Schema):
     not_done_reason = fields.String(allow_none=True, validate=validate.Length(max=2000))
 
 
+class AgencyAccessOut(Schema):
+    """Whether the measure's agency can act: it reads the family only under the family's
+    consent (services/registry/access.py)."""
+
+    granted = fields.Boolean(required=True)
+    reason = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(tuple(ACCESS_REASONS)),
+        metadata={
+            "description": "why not, when not granted: "
+            + "; ".join(f"`{code}`: {text}" for code, text in ACCESS_REASONS.items())
+        },
+    )
+
+
 class MeasureOut(Schema):
     id = fields.String()
     case_id = fields.String()
@@ -226,6 +243,15 @@ class MeasureOut(Schema):
     not_done_reason = fields.String(allow_none=True)
     referral_id = fields.String(allow_none=True)
     version = fields.Integer()
+    agency_access = fields.Nested(
+        AgencyAccessOut,
+        allow_none=True,
+        metadata={
+            "description": "for a measure of another agency: whether that agency can act yet "
+            "(a measure without the family's consent is kept but grants nothing); "
+            "null for the centre's own"
+        },
+    )
 
     def _overdue(self, measure: Any) -> bool:
         return measure.status in ("planned", "referred", "in_progress") and (

@@ -55,6 +55,30 @@ def add_measure(
     )
 
 
+def know_agency(system: System, agency_id: str, kind: str) -> None:
+    """What the registry learns from the directory's agency events: the agency's kind."""
+    from services.registry import directory
+
+    with system.session("registry") as session, session.begin():
+        directory.remember_agency(
+            session, {"agency_id": agency_id, "kind": kind, "agency_version": 1}
+        )
+
+
+def agree(system: System, case_id: str, kinds: list[str]) -> dict[str, Any]:
+    response = client(system, "lead_specialist").post(
+        f"/cases/{case_id}/agreements",
+        json={
+            "signed_on": TODAY.isoformat(),
+            "valid_until": (TODAY + dt.timedelta(days=365)).isoformat(),
+            "consent_data_processing": True,
+            "share_with": kinds,
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
 def test_registration_validation_is_field_level_and_stores_nothing(embedded_system: System) -> None:
     bad = family_payload()
     bad["contacts"] = [{"kind": "phone", "value": "call me", "consent": True}]
@@ -241,8 +265,13 @@ def test_agency_staff_see_only_referred_families_and_only_their_fields(
 ) -> None:
     referred = register(embedded_system, "Иванова")
     other = register(embedded_system, "Петрова")
-    add_measure(embedded_system, case_of(embedded_system, referred["id"])["id"], agency="school-1")
+    know_agency(embedded_system, "school-1", "school")
+    case = case_of(embedded_system, referred["id"])
+    add_measure(embedded_system, case["id"], agency="school-1")
     school = client(embedded_system, "agency_staff", agency="school-1", subject="teacher-1")
+    assert school.get(f"/families/{referred['id']}").status_code == 403  # a measure, no consent
+    assert school.get("/families").get_json()["items"] == []
+    agree(embedded_system, case["id"], ["school"])
     listing = school.get("/families").get_json()
     assert [f["id"] for f in listing["items"]] == [referred["id"]]
     card = school.get(f"/families/{referred['id']}")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.registry import (
+    access,
     domain,
     domain_approvals,
     domain_assessments,
@@ -20,7 +21,7 @@ from services.registry import (
     domain_plan,
     statistics,
 )
-from services.registry.models import AgencyAccess, Case, ContactEntry, Family, Measure
+from services.registry.models import Case, ContactEntry, Family, KnownAgency, Measure
 from shared.db import utcnow
 from shared.errors import Conflict, RuleViolation
 
@@ -151,7 +152,10 @@ def test_refused_approval_returns_with_a_comment_and_can_be_asked_again(
 def test_the_whole_path_to_closed_removes_the_family_from_the_bank(session: Session) -> None:
     family, case = new_case(session)
     to_support(session, case)
+    session.add(KnownAgency(id="school-1", kind="school", agency_version=1))
     open_measure = measure(session, case, agency="school-1")
+    school_reads = access.agency_reads("school-1", TODAY)
+    assert access.may_read(session, family.id, school_reads)
     with pytest.raises(RuleViolation) as info:
         domain_cases.change_stage(session, case, "final")
     assert "still open" in info.value.errors["stage"][0]  # type: ignore[index]
@@ -180,7 +184,7 @@ def test_the_whole_path_to_closed_removes_the_family_from_the_bank(session: Sess
     )
     assert case.stage == "closed" and case.closed_on == TODAY and case.decision_ref == "КДН № 12/3"
     assert not family.in_bank and family.stage == "closed"
-    assert session.scalars(select(AgencyAccess)).all() == []
+    assert not access.may_read(session, family.id, school_reads)  # the closed case ends it
     [closed] = outbox(session, "registry.case.closed")
     assert closed["data"]["outcome"] == "improvement"
     assert outbox(session, "registry.family.updated")[-1]["data"]["removed"] is True
@@ -299,14 +303,11 @@ def test_measure_status_moves(session: Session) -> None:
         measure(session, case, deadline=TODAY - dt.timedelta(days=1))
 
 
-def test_measure_for_an_agency_is_assigned_and_grants_scope(session: Session) -> None:
+def test_measure_for_an_agency_is_assigned(session: Session) -> None:
     family, case = new_case(session)
-    m = measure(session, case, agency="pdn-1")
+    measure(session, case, agency="pdn-1")
     [assigned] = outbox(session, "registry.measure.assigned")
     assert assigned["data"]["agency_id"] == "pdn-1" and assigned["data"]["number"] == family.number
-    assert session.get(AgencyAccess, (family.id, "pdn-1")) is not None
-    domain_plan.update_measure(session, m, {"status": "cancelled"})
-    assert session.get(AgencyAccess, (family.id, "pdn-1")) is None
 
 
 def test_referral_outcomes_move_the_measure_and_ignore_stale_news(session: Session) -> None:
