@@ -39,7 +39,7 @@ STATES = (
     "case_closed",
 )
 # What each read answers to the agency whose measure it is, per consent state.
-FAMILY_READS = ("family_file", "family_list", "family_search")
+FAMILY_READS = ("family_file", "family_list", "family_search", "family_name_search")
 CASEWORK_READS = ("case", "plan", "contacts", "assessments", "agreements", "problems")
 READABLE = {"shared", "break_glass"}
 # Referrals: a referral leaves draft only under consent when it is sent; the one sent before the
@@ -291,6 +291,10 @@ def observe(
                     "items"
                 ]
             }
+            named = {
+                f["id"]
+                for f in ok(client.get(f"/families?q={SURNAMES[kind]}&page_size=100"))["items"]
+            }
             for (owner, state), ids in families.items():
                 # the agency's own families per consent state; another kind's never
                 readable = owner == kind and (
@@ -302,6 +306,7 @@ def observe(
                 cell(kind, label, caller, "family_file", readable, family_file.status_code == 200)
                 cell(kind, label, caller, "family_list", readable, ids["family_id"] in listed)
                 cell(kind, label, caller, "family_search", readable, ids["family_id"] in found)
+                cell(kind, label, caller, "family_name_search", readable, ids["family_id"] in named)
                 if owner != kind:
                     continue
                 for read, path in (
