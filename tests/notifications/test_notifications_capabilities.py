@@ -2,8 +2,8 @@
 link and the SMS's short link to it are in no API view of the message, whoever reads it (the
 recipient too: they read it where it was delivered); they reach the real SMTP server and SMPP
 centre of ``peers.py``; a resend issues fresh ones, ends the old short link, and referrals then
-refuses the replaced answer link; the retention purge takes them with the bodies. Embedded
-set-up (SQLite, the file transport)."""
+refuses the replaced answer link; the retention purge takes them with the bodies. Each on the
+embedded set-up (SQLite, the file transport) and on the real PostgreSQL and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -28,8 +28,6 @@ from shared.events import Event
 from shared.worker import JobContext
 
 from .peers import SmppPeer, SmtpPeer, wait_until
-
-pytestmark = pytest.mark.embedded
 
 REFERRAL_ID = "ref-5e1f0000-0000-4000-8000-00000000000a"
 # 12:00 in Moscow: outside the default quiet hours, whenever the test runs
@@ -61,10 +59,22 @@ def charity_event() -> Event:
     )
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("embedded_system", marks=pytest.mark.embedded),
+        pytest.param("system", marks=pytest.mark.integration),
+    ]
+)
+def any_system(request: pytest.FixtureRequest) -> System:
+    """The embedded set-up, and the real PostgreSQL and RabbitMQ."""
+    found: System = request.getfixturevalue(request.param)
+    return found
+
+
 @pytest.fixture
-def made(embedded_system: System) -> dict[str, str]:
+def made(any_system: System) -> dict[str, str]:
     """The charity's referral.received email and SMS, as the rules make them: channel -> id."""
-    system = embedded_system
+    system = any_system
     data = {
         "referral_id": REFERRAL_ID, "measure_id": None, "family_id": "fam-1",
         "agency_id": "charity-1", "service_code": "food_parcels", "urgency": "urgent",
@@ -111,9 +121,9 @@ def sealed_of(system: System, message_id: str) -> capabilities.Sealed | None:
 
 
 def test_no_view_shows_the_links_and_delivery_carries_them(
-    embedded_system: System, made: dict[str, str], tmp_path: Any
+    any_system: System, made: dict[str, str], tmp_path: Any
 ) -> None:
-    system = embedded_system
+    system = any_system
     assert set(made) == {"email", "sms"}
     for text in every_view(system, list(made.values())):
         assert "token=" not in text and not SHORT.search(text), text
@@ -157,9 +167,9 @@ def test_no_view_shows_the_links_and_delivery_carries_them(
 
 
 def test_a_resend_issues_fresh_links_and_ends_the_old_short_link(
-    embedded_system: System, made: dict[str, str]
+    any_system: System, made: dict[str, str]
 ) -> None:
-    system = embedded_system
+    system = any_system
     admin = client(system, "admin")
     old_sms, old_email = sealed_of(system, made["sms"]), sealed_of(system, made["email"])
     assert old_sms is not None and old_email is not None
@@ -199,9 +209,9 @@ def test_a_resend_issues_fresh_links_and_ends_the_old_short_link(
 
 
 def test_the_retention_purge_takes_the_sealed_links_too(
-    embedded_system: System, made: dict[str, str]
+    any_system: System, made: dict[str, str]
 ) -> None:
-    system = embedded_system
+    system = any_system
     short = sealed_of(system, made["sms"]).links[capabilities.MARKER]  # type: ignore[union-attr]
     with system.session("notifications") as session, session.begin():
         assert delivery.purge_bodies(session, NOON + dt.timedelta(days=31), 30) == 2
@@ -216,11 +226,11 @@ def test_the_retention_purge_takes_the_sealed_links_too(
     assert anyone.get(short.removeprefix("https://opora.test")).status_code == 404
 
 
-def test_the_referral_refuses_the_link_a_resend_replaced(embedded_system: System) -> None:
+def test_the_referral_refuses_the_link_a_resend_replaced(any_system: System) -> None:
     """Across the bus: referrals sends the referral, notifications makes the charity's email
     with its answer link; after a resend (``notifications.link.reissued``) referrals opens the
     fresh link and refuses the old one."""
-    system = embedded_system
+    system = any_system
     admin = system.app("referrals").test_client()
     admin.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {system.token('admin')}"
     charity = charity_event().data
