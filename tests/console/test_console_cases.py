@@ -111,7 +111,7 @@ class FakeRegistry:
                     "overdue": True,
                     "result_note": None,
                     "not_done_reason": None,
-                    "agency_access": {"granted": True, "reason": None},
+                    "agency_access": {"granted": False, "reason": "not_shared"},
                 },
                 {
                     "id": "m-2",
@@ -300,6 +300,7 @@ def test_the_workspace_shows_every_part_in_words(make_app: Any) -> None:
     plan = page.split('id="measure-m-1"', 1)[1].split("</li>", 1)[0]
     assert "measure--overdue" in page.split('id="measure-m-1"', 1)[0].rsplit("<li", 1)[1]
     assert "Просрочено" in plan and "ОМВД, ПДН" in plan
+    assert "семья не разрешила передавать данные ведомствам этого вида" in plan
     assert "Принято" in plan and "R-2026-000001" in plan
     assert "Выезд в четверг" in page and "Инспектор ПДН (демо)" in page
     assert "Центр (своими силами)" in page.split('id="measure-m-2"', 1)[1]
@@ -409,6 +410,7 @@ def test_the_agreement_sends_the_consents_per_agency_kind(
 def test_only_a_coordinator_other_than_the_requester_sees_the_decision_form(
     make_app: Any, registry: FakeRegistry
 ) -> None:
+    registry.stage = "final"
     registry.approvals = [
         {
             "id": "a-1",
@@ -425,6 +427,7 @@ def test_only_a_coordinator_other_than_the_requester_sees_the_decision_form(
     app = make_app()
     specialist = signed_in(app).get("/cases/c-1").get_data(as_text=True)
     assert "decide-a-1-form" not in specialist and "Ожидает решения" in specialist
+    assert "Отправить закрытие на утверждение" not in specialist  # one is already waiting
     coordinator = signed_in(app, "demo-coordinator")
     page = coordinator.get("/cases/c-1").get_data(as_text=True)
     assert 'id="decide-a-1-form"' in page and "Постановление КДН и ЗП № 14/2" in page

@@ -120,6 +120,22 @@ def open_details(page: Any, summary: str) -> None:
     page.locator("summary", has_text=summary).first.click()
 
 
+def by_keyboard(page: Any, summary: str, first_field: str) -> None:
+    """Tab reaches a form's disclosure, Enter opens it, the next Tab is on its first field."""
+    page.locator("body").focus()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == summary:
+            break
+    else:
+        raise AssertionError(f"Tab never reached {summary!r}")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == first_field
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")  # closed again, as it was
+
+
 def phone_fits(page: Any) -> None:
     size = page.viewport_size
     page.set_viewport_size({"width": 360, "height": 740})
@@ -141,6 +157,7 @@ def test_the_specialist_plans_and_closes_the_support_and_the_coordinator_approve
     expect(stage).to_contain_text("хотя бы одного мероприятия в плане")
     axe(page)
     phone_fits(page)
+    by_keyboard(page, "Добавить проблему", "problem-code")
 
     # README step 3: problems and strengths
     for problem in ("Пропуски занятий", "Ненадлежащее исполнение родительских обязанностей"):
