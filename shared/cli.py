@@ -345,6 +345,25 @@ def token(
 
 
 @cli.group()
+def directory() -> None:
+    """The referrals directory of agencies."""
+
+
+@directory.command("republish")
+def directory_republish() -> None:
+    """Publish every agency again, for services that learn the directory from its events (the
+    registry keeps each agency's kind, which a family's consent names): run once after an
+    upgrade that adds such a consumer."""
+    from shared import db as database
+
+    republish = importlib.import_module("services.referrals.directory").republish_agencies
+    engine = database.make_engine(load_settings("referrals").database_url)
+    with database.transaction(database.make_sessionmaker(engine)) as session:
+        count = republish(session)
+    click.echo(f"republished {count} agencies")
+
+
+@cli.group()
 def apikey() -> None:
     """API keys of agency systems (stored hashed; the key is shown once)."""
 

@@ -233,7 +233,7 @@ def seed(env: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if env is None else env)
     snapshots = _seed_directory(env)
     _seed_recipients(env, snapshots)
-    _seed_registry(env, snapshots)
+    _seed_registry(env, snapshots or _directory_snapshots(env))
     settings = load_settings("referrals", env=env)
     return _seed_keys(env, settings.data_dir / KEYS_FILE) if settings.embedded else {}
 
@@ -281,6 +281,16 @@ def _seed_directory(env: Mapping[str, str]) -> list[dict[str, Any]]:
                 now,
             )
     return snapshots
+
+
+def _directory_snapshots(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every agency of a directory seeded before: a data folder from before the registry kept
+    the agencies' kinds learns them at the next start."""
+    from services.referrals import directory
+    from services.referrals.models import Agency
+
+    with _transaction("referrals", env) as session:
+        return [directory.agency_snapshot(a) for a in session.scalars(select(Agency))]
 
 
 def _seed_recipients(env: Mapping[str, str], snapshots: list[dict[str, Any]]) -> None:

@@ -77,6 +77,19 @@ def agency_snapshot(agency: Agency) -> dict[str, Any]:
     }
 
 
+def republish_agencies(session: Session) -> int:
+    """Publish every agency's snapshot again (``referrals.agency.updated``, changes
+    ``["republished"]``), for a consumer that came later: the registry decides an agency's
+    access by its kind (``opora directory republish`` after the upgrade that added that). The
+    versions stay, so a consumer that knew the agency changes nothing."""
+    count = 0
+    for agency in session.scalars(select(Agency).order_by(Agency.id)):
+        snapshot = {**agency_snapshot(agency), "changes": ["republished"]}
+        publish(session, "referrals.agency.updated", snapshot)
+        count += 1
+    return count
+
+
 def create_agency(session: Session, data: dict[str, Any], now: dt.datetime) -> Agency:
     if data.get("id") and session.get(Agency, data["id"]) is not None:
         raise Conflict("an agency with this id exists", errors={"id": ["taken"]})

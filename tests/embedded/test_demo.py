@@ -66,3 +66,36 @@ def test_the_demo_families_emails_find_their_coordinator_whatever_comes_first(
     system.consume("notifications")  # the directory's events come later and change nothing
     with system.session("notifications") as session:
         assert session.get(Recipient, "demo-coordinator").email == "coordinator@tarnoga.example"
+
+
+def test_the_registry_knows_the_agencies_kinds_however_old_the_data_folder(
+    embedded_system: System,
+) -> None:
+    """The police read the walkthrough's family under its consent only if the registry knows the
+    police's kind: the demo hands it over at once, and again at the next start of a data folder
+    seeded before the registry kept kinds; `opora directory republish` tells a running system."""
+    from click.testing import CliRunner
+
+    from services.registry.models import KnownAgency
+    from shared.cli import cli
+
+    system = embedded_system
+    demo.seed(system.env())
+    assert count(system, "registry", KnownAgency) == len(demo.AGENCIES)
+    with system.session("registry") as session, session.begin():
+        session.query(KnownAgency).delete()  # a registry from before the upgrade
+    demo.seed(system.env())
+    with system.session("registry") as session:
+        police = session.get(KnownAgency, demo.POLICE)
+        assert police is not None and police.kind == "police_pdn"
+    with system.session("registry") as session, session.begin():
+        session.query(KnownAgency).delete()
+    system.relay("referrals")  # the seeding's own events, already known
+    system.consume("registry")
+    with system.session("registry") as session, session.begin():
+        session.query(KnownAgency).delete()
+    answer = CliRunner().invoke(cli, ["directory", "republish"], env=system.env())
+    assert answer.exit_code == 0 and f"republished {len(demo.AGENCIES)}" in answer.output
+    system.relay("referrals")
+    system.consume("registry")
+    assert count(system, "registry", KnownAgency) == len(demo.AGENCIES)
