@@ -180,7 +180,7 @@ def test_sign_in_refresh_expiry_and_sign_out(page: Any, oidc_world: OidcWorld, a
     page.get_by_role("link", name="Войти через единый вход").click()
     page.wait_for_url(console + "/")
     page.get_by_role("button", name="Выйти").click()
-    page.locator("button[autofocus], button[type=submit]").first.click()  # the provider asks
+    page.get_by_role("button", name="Yes, sign me out").click()  # the provider asks
     page.wait_for_url(console + "/sign-in")
     assert "Вы вышли из системы." in page.content()
     page.get_by_role("link", name="Войти через единый вход").click()
