@@ -523,3 +523,20 @@ def test_coordinators_see_the_grants(make_app: Any, registry: FakeRegistry) -> N
     text = visible_text(page.get_data(as_text=True))
     assert "Инспектор ПДН (демо)" in text and "ОМВД, ПДН" in text and "вызов 112" in text
     assert "Действует" in text and "Завершить" in text
+
+
+def test_every_registry_code_the_workspace_shows_has_a_label() -> None:
+    """The console imports no service's code; this test reads both, so a code the registry adds
+    cannot reach a page as «—»."""
+    from services.console.labels import LABELS
+    from services.console.views.cases import CONTACT_KINDS, OUTCOMES
+    from services.console.workspace import ASSESSMENT_DOMAINS
+    from services.registry import access, models
+
+    assert ASSESSMENT_DOMAINS == models.ASSESSMENT_DOMAINS
+    assert set(OUTCOMES) == set(models.OUTCOMES) <= set(LABELS["outcome"])
+    assert set(CONTACT_KINDS) <= set(models.CONTACT_LOG_KINDS) <= set(LABELS["contact_kind"])
+    assert set(models.ASSESSMENT_DOMAINS) <= set(LABELS["assessment_domain"])
+    assert set(models.MEASURE_STATUSES) <= set(LABELS["measure_status"])
+    assert set(models.STAGES) <= set(LABELS["stage"])
+    assert set(access.ACCESS_REASONS) <= set(LABELS["agency_access_reason"])
