@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 from conftest import System, family_payload
+from sqlalchemy import select
 
 from services.referrals import directory
+from services.referrals.models import Referral
+from services.referrals.models import tables as referral_tables
 from services.registry.models import tables as registry_tables
 from shared.agencies import AGENCY_KINDS
 from shared.auth.apikeys import create_api_key
@@ -92,6 +95,21 @@ class Callers:
         client = self.system.app("registry").test_client()
         client.environ_base["HTTP_X_API_KEY"] = self.keys[kind]
         return client
+
+    def referrals_system(self, kind: str) -> Any:
+        """The agency's own system on referrals, with an API key of that service."""
+        with self.system.session("referrals") as session, session.begin():
+            key = create_api_key(session, referral_tables, agency_id=agency_id(kind), name="matrix")
+        client = self.system.app("referrals").test_client()
+        client.environ_base["HTTP_X_API_KEY"] = key
+        return client
+
+    def referral_of(self, measure_id: str) -> str:
+        """The referral the measure became (sent or draft), from referrals' own table."""
+        with self.system.session("referrals") as session:
+            found = session.scalar(select(Referral.id).where(Referral.measure_id == measure_id))
+        assert found is not None
+        return str(found)
 
     def registry_caller(self, caller: str, kind: str) -> Any:
         return self.staff("registry", kind) if caller == "staff" else self.agency_system(kind)
@@ -320,9 +338,11 @@ def observe(
                     response = client.get(f"/cases/{ids['case_id']}{path}")
                     assert response.status_code in (200, 403)
                     cell(kind, state, caller, read, False, response.status_code == 200)
-        # referrals and raids: the agency's staff
+        # referrals (the agency's staff and its system, over the API and FHIR) and raids
         referrals = callers.staff("referrals", kind)
-        theirs = {r["family_id"]: r for r in ok(referrals.get("/referrals?page_size=100"))["items"]}
+        theirs = {r["family_id"] for r in ok(referrals.get("/referrals?page_size=100"))["items"]}
+        system_key = callers.referrals_system(kind)
+        fed = {r["family_id"] for r in ok(system_key.get("/referrals/changes?limit=500"))["items"]}
         raid_client = callers.staff("raids", kind)
         assert raid_client.get("/families").status_code == 403  # the raid planner's list
         for other, raid_id in raids.items():
@@ -333,12 +353,15 @@ def observe(
         for state in STATES:
             ids = families[(kind, state)]
             visible = state in REFERRAL_VISIBLE
+            referral_id = callers.referral_of(ids["measure_id"])
+            one = referrals.get(f"/referrals/{referral_id}")
+            assert one.status_code in (200, 404)
+            fhir = system_key.get(f"/fhir/ServiceRequest/{referral_id}")
+            assert fhir.status_code in (200, 404)
             cell(kind, state, "staff", "referral_list", visible, ids["family_id"] in theirs)
-            if ids["family_id"] in theirs:
-                one = referrals.get(f"/referrals/{theirs[ids['family_id']]['id']}")
-                cell(kind, state, "staff", "referral", visible, one.status_code == 200)
-            else:
-                cell(kind, state, "staff", "referral", visible, False)
+            cell(kind, state, "staff", "referral", visible, one.status_code == 200)
+            cell(kind, state, "system", "referral_feed", visible, ids["family_id"] in fed)
+            cell(kind, state, "system", "fhir_service_request", visible, fhir.status_code == 200)
             cell(kind, state, "staff", "raid_families", True, ids["family_id"] in on_raid)
     return cells
 
@@ -356,7 +379,8 @@ def test_every_cell_of_the_consent_matrix(world: System, capsys: pytest.CaptureF
     registry_cells = (
         len(KINDS) * len(CALLERS) * (own * len(FAMILY_READS) + len(STATES) * len(CASEWORK_READS))
     )
-    assert len(cells) == registry_cells + own * 3  # referral list, referral, raid families
+    # referral list, referral, the system's feed and FHIR ServiceRequest, raid families
+    assert len(cells) == registry_cells + own * 5
     # the plan said at once why each agency could not act (the glass is a person's, not the plan's)
     for (kind, state), ids in families.items():
         granted = state in ("shared", "case_closed")
