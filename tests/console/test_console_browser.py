@@ -123,3 +123,32 @@ def test_english_and_the_error_pages_are_accessible_too(
     axe(page)
     page.get_by_role("button", name="Русский").click()
     assert page.locator("h1").inner_text() == "Страница не найдена"
+
+
+def test_calendar_links_open_on_the_console(page: Any, console_system: ConsoleSystem) -> None:
+    """The raids service's feed link names the console (the public URL); the console serves the
+    feed from the raids API without a sign-in (calendar apps have none), and a wrong token
+    shows nothing."""
+    import httpx
+
+    from shared.auth.tokens import issue_dev_token
+    from shared.config import load_settings
+
+    token = issue_dev_token(
+        load_settings("raids", env=console_system.env),
+        subject="demo-specialist",
+        roles=["lead_specialist"],
+        agency_id="family-centre",
+    )
+    feed = httpx.get(
+        console_system.api("raids") + "/people/demo-specialist/feed-url",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["url"]
+    assert feed.startswith(console_system.url + "/people/demo-specialist/calendar.ics?token=")
+    answer = page.request.get(feed)
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/calendar")
+    assert answer.text().startswith("BEGIN:VCALENDAR")
+    assert page.request.get(feed[:-3] + "xyz").status == 404
+    sign_in(page, console_system, "Ведущий специалист (демо)")
+    missing = page.goto(console_system.url + "/raids/no-such-raid.ics")
+    assert missing is not None and missing.status == 404

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect
 
 from services.console.app import console, console_clients, public_page
+from services.console.clients import ApiError
 
 links = Blueprint("links", __name__)
 
@@ -44,7 +45,10 @@ def person_calendar(person_id: str) -> Any:
     token = request.args.get("token", "")
     if not token:
         abort(404)
-    answer = console_clients().raids.person_calendar(person_id, token)
+    try:
+        answer = console_clients().raids.person_calendar(person_id, token)
+    except ApiError:  # a link that is wrong, expired or not this person's: nothing to show
+        abort(404)
     return _calendar(answer.content, "opora-raids.ics")
 
 
