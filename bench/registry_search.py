@@ -17,7 +17,10 @@ Phases:
    50 in relevance order): full surnames, 4-6 letter prefixes, Latin spellings and surnames
    with a typo, drawn like real look-ups (by surname frequency); a loaded person's surname and
    given name; a loaded person's birth date as typed (dd.mm.yyyy); p50/p95/p99/max, per kind;
-4. registration: ``--registrations`` new families, one transaction each, (a) bare: the same
+4. audited lists: ``--searches`` district lists (a full first page of 50) as the query alone,
+   as ``GET /families`` runs them (plus one audit entry per family on the page, one multi-row
+   INSERT, and the commit) and as list reads were recorded before (one entry, no family);
+5. registration: ``--registrations`` new families, one transaction each, (a) bare: the same
    families/members rows with plain INSERTs, (b) domain: ``domain.register_family`` (first case,
    category history, outbox event), (c) as the API does: (b) plus duplicate candidates; rates
    and ratios to (a).
@@ -524,6 +527,64 @@ def run_searches(url: str, names: Names, count: int) -> dict[str, Any]:
     return summary
 
 
+def run_audited_lists(url: str, rng: random.Random, count: int) -> dict[str, Any]:
+    """A district's list, first page of 50 newest (a full page: the most entries an answer
+    writes), three ways in rotating order: the query alone (rolled back); as ``GET /families``
+    runs it, with the audit trail's entry for each family on the page (one multi-row INSERT)
+    and the commit; and as list reads were recorded before issue 12, one entry naming no
+    family and the commit."""
+    from services.registry import domain_search
+    from services.registry.models import tables
+    from shared import db
+    from shared.auth import Principal, principal_context
+    from shared.auth.audit import record_families
+
+    engine = db.make_engine(url)
+    sessions = db.make_sessionmaker(engine)
+    reader = Principal("bench-coordinator", frozenset({"coordinator"}), "centre")
+    times: dict[str, list[float]] = {"query": [], "per_family": [], "one_entry": []}
+    entries: list[int] = []
+
+    def run(session: Any, district: str, variant: str) -> float:
+        started = time.perf_counter()
+        stmt = domain_search.search_families({"district": district, "sort": "-created_at"})
+        page = domain_search.page_of(session, stmt, page=1, page_size=50)
+        if variant == "query":
+            elapsed = (time.perf_counter() - started) * 1000
+            session.rollback()
+            return elapsed
+        written = record_families(
+            session,
+            tables,
+            action="list",
+            entity="family",
+            family_ids=[f.id for f in page["items"]] if variant == "per_family" else [],
+            fields=["number", "display_name", "district", "settlement"],
+        )
+        session.commit()
+        if variant == "per_family":
+            entries.append(written)
+        return (time.perf_counter() - started) * 1000
+
+    order = tuple(times)
+    with sessions() as session, principal_context(reader):
+        for index in range(count + 20):
+            district = rng.choice(DISTRICTS) + " район"
+            for variant in order[index % 3 :] + order[: index % 3]:
+                elapsed = run(session, district, variant)
+                if index >= 20:
+                    times[variant].append(elapsed)
+    engine.dispose()
+    summary: dict[str, Any] = {"count": count, "median_entries": int(statistics.median(entries))}
+    for variant, values in times.items():
+        summary[f"{variant}_p50_ms"] = round(statistics.median(values), 2)
+        summary[f"{variant}_p95_ms"] = round(percentile(values, 0.95), 2)
+    summary["per_family_vs_one_entry_p95"] = round(
+        summary["per_family_p95_ms"] / summary["one_entry_p95_ms"], 2
+    )
+    return summary
+
+
 def run_registrations(url: str, names: Names, count: int, today: dt.date) -> dict[str, Any]:
     from services.registry import domain, duplicates
     from shared import db
@@ -605,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         result["load"] = load(url, args.families, names, today)
         print("searching ...", file=sys.stderr)
         result["search"] = run_searches(url, names, args.searches)
+        print("listing with the audit trail ...", file=sys.stderr)
+        result["audited_list"] = run_audited_lists(url, rng, args.searches)
         print("registering ...", file=sys.stderr)
         result["registration"] = run_registrations(url, names, args.registrations, today)
     finally:
@@ -640,6 +703,14 @@ def report(result: dict[str, Any]) -> None:
     for group, g in s["by_group"].items():
         mark = "meets" if g["meets_target"] else "MISSES"
         out.write(f"    group {group:10s} n={g['count']:4d} p95 {g['p95_ms']} ms ({mark})\n")
+    a = result["audited_list"]
+    out.write(
+        f"  district list, first 50 ({a['count']} lists): query alone p95 {a['query_p95_ms']} ms; "
+        f"with the audit trail's {a['median_entries']} entries (one per family, one INSERT) and "
+        f"the commit p50 {a['per_family_p50_ms']} ms, p95 {a['per_family_p95_ms']} ms; with one "
+        f"entry naming no family (before issue 12) p50 {a['one_entry_p50_ms']} ms, p95 "
+        f"{a['one_entry_p95_ms']} ms: ratio {a['per_family_vs_one_entry_p95']}\n"
+    )
     out.write(
         f"  registration, one transaction each, {r['count_each']} per variant: bare insert "
         f"{r['bare_insert_per_s']}/s; domain {r['domain_per_s']}/s (ratio {r['domain_ratio']}); "
