@@ -37,6 +37,7 @@ NO_FAMILY_DATA: dict[tuple[str, str], str] = {
     ("registry", "/statistics"): "counts per district and year, no family",
     ("registry", "/measures/overdue/summary"): "counts per district or lead specialist",
     ("registry", "/catalogues/{name}"): "codes and titles of problems, strengths, measures",
+    ("registry", "/break-glass/limits"): "how long an emergency access may last (settings)",
     ("referrals", "/audit"): "the trail itself",
     ("referrals", "/agencies"): "the agency directory: agencies and their staff",
     ("referrals", "/agencies/{agency_id}"): "the agency directory",
