@@ -152,3 +152,55 @@ def test_calendar_links_open_on_the_console(page: Any, console_system: ConsoleSy
     sign_in(page, console_system, "Ведущий специалист (демо)")
     missing = page.goto(console_system.url + "/raids/no-such-raid.ics")
     assert missing is not None and missing.status == 404
+
+
+def test_an_sms_short_link_opens_the_console_page_it_is_about(
+    page: Any, console_system: ConsoleSystem
+) -> None:
+    """A red signal: the coordinator's SMS carries <console>/r/<code>, which the console
+    resolves through the notifications API to the signal's page on the console."""
+    import datetime as dt
+    import re
+    import time
+
+    import httpx
+
+    from shared import demo
+    from shared.auth.tokens import issue_dev_token
+    from shared.config import load_settings
+
+    keys = demo.read_keys(console_system.data_dir / demo.KEYS_FILE)
+    signal = httpx.post(
+        console_system.api("referrals") + "/signals",
+        headers={"X-Api-Key": keys["SCHOOL_KEY"]},
+        json={
+            "district": demo.DISTRICT,
+            "priority": "red",
+            "observed_at": dt.datetime.now(dt.UTC).isoformat(),
+            "observed": "Ребёнок один дома без еды",
+            "family": {"surname": "Тестова", "settlement": "с. Спасское"},
+        },
+    )
+    assert signal.status_code == 201, signal.text
+    admin = issue_dev_token(
+        load_settings("notifications", env=console_system.env), subject="admin", roles=["admin"]
+    )
+    headers = {"Authorization": f"Bearer {admin}"}
+    notifications = console_system.api("notifications")
+    short = None
+    deadline = time.monotonic() + 60
+    while short is None and time.monotonic() < deadline:
+        listed = httpx.get(
+            notifications + "/messages",
+            params={"recipient_id": "demo-coordinator", "channel": "sms"},
+            headers=headers,
+        ).json()["items"]
+        for message in listed:
+            text = httpx.get(f"{notifications}/messages/{message['id']}", headers=headers).json()
+            found = re.search(re.escape(console_system.url) + r"/r/\w+", text.get("text") or "")
+            short = found.group(0) if found else short
+        time.sleep(0.5)
+    assert short, "no SMS with a short link reached the coordinator"
+    answer = page.request.get(short, max_redirects=0)
+    assert answer.status == 302
+    assert answer.headers["location"] == f"{console_system.url}/signals/{signal.json()['id']}"
