@@ -7,6 +7,7 @@ event names for them.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,27 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.notifications import prefetch, readmodels
-from services.notifications.models import KnownReferral, Recipient, ReferralOwner
+from services.notifications.models import (
+    KnownCase,
+    KnownMeasure,
+    KnownReferral,
+    Recipient,
+    ReferralOwner,
+)
 from shared.config import Settings
+from shared.db import utcnow
 
 # contact roles that handle incoming referrals (an agency without them: all its contacts)
 REFERRAL_ROLES = ("referrals", "head", "coordinator", "intake", "manager")
 ACTIVE_ATTENDEES = ("invited", "confirmed")
+# A referral's news may overtake the registry's measure and case events (two producers): for
+# this long after the news the message waits for them (retried through the back-off queues),
+# then goes to whom it can. Shorter than the retries' sum, so it is never a dead letter.
+WAIT_FOR_READ_MODELS = dt.timedelta(minutes=5)
+
+
+class ReadModelNotYetKnown(Exception):
+    """A rule needs a read model another service's event has not filled yet: retried later."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +114,25 @@ def referral_watchers(inp: RuleInput) -> list[Addressee]:
     referral = prefetch.get(inp.session, KnownReferral, inp.data["referral_id"])
     if referral is None:
         return people(inp.session, [inp.data.get("sender_id") or inp.data.get("by")])
+    _wait_for_the_case(inp, referral)
     watchers = readmodels.referral_watchers(inp.session, referral)
     return people(inp.session, [inp.data.get("sender_id"), *watchers])
+
+
+def _wait_for_the_case(inp: RuleInput, referral: KnownReferral) -> None:
+    """The lead comes from the registry's measure and case events; while they may still be on
+    their way (the news is recent), the message waits for them rather than leave the lead out."""
+    at = inp.data.get("at")
+    if not referral.measure_id or not isinstance(at, dt.datetime):
+        return
+    if utcnow() - at > WAIT_FOR_READ_MODELS:
+        return
+    measure = prefetch.get(inp.session, KnownMeasure, referral.measure_id)
+    if measure is None or prefetch.get(inp.session, KnownCase, measure.case_id) is None:
+        raise ReadModelNotYetKnown(
+            f"measure {referral.measure_id} of referral {referral.referral_id} or its case "
+            "is not yet known to notifications"
+        )
 
 
 def referral_agency_side(inp: RuleInput) -> list[Addressee]:

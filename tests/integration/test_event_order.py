@@ -97,7 +97,9 @@ MEASURE = {
 }
 
 
-def referral_step(measure_id: str, previous: str | None, status: str, version: int) -> dict:
+def referral_step(
+    measure_id: str | None, previous: str | None, status: str, version: int, by: str = "system"
+) -> dict:
     return {
         "referral_id": "ref-1",
         "measure_id": measure_id,
@@ -110,7 +112,7 @@ def referral_step(measure_id: str, previous: str | None, status: str, version: i
         "reason": None,
         "outcome": None,
         "at": NOW.isoformat(),
-        "by": "system:referrals",
+        "by": by,
         "referral_version": version,
         "number": "R-2026-000001",
     }
@@ -203,6 +205,46 @@ def a_planned_measure(system: System) -> dict[str, Any]:
     )
     assert measure.status_code == 201, measure.get_json()
     return {"measure_id": measure.get_json()["id"]}
+
+
+def a_case_with_its_lead(system: System) -> dict[str, Any]:
+    """Notifications knows the case (and its lead, who has an email) but not yet the measure."""
+    from services.notifications.models import KnownCase, Recipient
+
+    with system.session("notifications") as session, session.begin():
+        session.add(
+            KnownCase(
+                case_id="case-1",
+                family_id="fam-1",
+                family_number="35-0001",
+                district=DISTRICT,
+                lead_person_id="spec-1",
+                stage="support",
+                updated_at=NOW,
+            )
+        )
+        session.add(
+            Recipient(
+                person_id="spec-1",
+                roles=["lead_specialist"],
+                districts=[DISTRICT],
+                email="spec-1@centre.test",
+            )
+        )
+    return {}
+
+
+def told_of_the_answer(system: System, ctx: dict[str, Any]) -> object:
+    from services.notifications.models import Message
+
+    with system.session("notifications") as session:
+        return sorted(
+            session.scalars(
+                select(Message.recipient_id).where(
+                    Message.source_event_type == "referrals.referral.status_changed"
+                )
+            )
+        )
 
 
 def the_referral(system: System, ctx: dict[str, Any]) -> object:
@@ -444,17 +486,34 @@ PAIRS: dict[str, Pair] = {
         lambda ctx: (
             Message(
                 "referrals.referral.status_changed",
-                referral_step("m-1", None, "requested", 1),
+                referral_step(None, None, "requested", 1),
                 at(0),
             ),
             Message(
                 "referrals.referral.status_changed",
-                referral_step("m-1", "received", "accepted", 3),
+                referral_step(None, "received", "accepted", 3),
                 at(1),
             ),
         ),
         notifications_referral,
         "accepted",
+    ),
+    "notifications: measure assigned x referral answered": Pair(
+        "notifications",
+        "the lead is found through the measure: news of its referral that overtakes the measure "
+        "waits for it (retried) for a few minutes rather than leave the lead out",
+        a_case_with_its_lead,
+        lambda ctx: (
+            Message("registry.measure.assigned", MEASURE, at(0)),
+            Message(
+                "referrals.referral.status_changed",
+                referral_step("m-1", "received", "accepted", 3, by="inspector-1"),
+                at(1),
+            ),
+        ),
+        told_of_the_answer,
+        ["spec-1"],
+        settle=3.0,
     ),
 }
 
