@@ -130,8 +130,13 @@ def list_families(args: dict[str, Any]) -> Any:
     Cyrillic or Latin, with typos, and birth dates. Agency staff see only the families their
     agency reads under the family's consent (or after breaking the glass)."""
     session = db_session()
-    stmt = domain_search.search_families(args, scope=access.agency_scope(), session=session)
-    page = domain_search.page_of(session, stmt, page=args["page"], page_size=args["page_size"])
+    page = domain_search.find(
+        session,
+        args,
+        scope=access.agency_scope(),
+        page=args["page"],
+        page_size=args["page_size"],
+    )
     record_list(
         audit.LIST,
         "family",

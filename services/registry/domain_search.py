@@ -58,12 +58,113 @@ def search_families(
     session: Session | None = None,
     window: int = COUNT_CAP + 1,
 ) -> Select[Any]:
-    """The filtered, sorted list of families; ``scope`` (``access.family_scope``) limits it to
-    what the caller may read.
+    """The filtered, sorted list of families as one statement (the export runs it)."""
+    stmt, terms = filtered(args, scope=scope, session=session)
+    return ordered(with_names(stmt, terms), terms, args.get("sort"), window)
 
-    A name in ``q`` needs ``session``: typed words are looked up in the lexicon first. Sorted
-    by relevance (the default with a name), the newest ``window`` matches are ranked, so a
-    common name costs no more than its first thousand families.
+
+def with_names(stmt: Select[Any], terms: list[name_search.Term]) -> Select[Any]:
+    return stmt.where(name_search.name_condition(Family.search_names, terms)) if terms else stmt
+
+
+def _window(
+    session: Session, base: Select[Any], terms: list[name_search.Term], size: int
+) -> list[Any]:
+    """The newest ``size`` matches (id, search text, created_at), newest first.
+
+    A typo's close words are asked one by one and merged: for an OR of several whole words the
+    planner expects many matches and walks the newest-first index past a hundred thousand
+    families; for one word it estimates well and takes the trigram index when matches are few.
+    """
+
+    def newest(condition_terms: list[name_search.Term]) -> list[Any]:
+        stmt = with_names(base, condition_terms)
+        return list(
+            session.execute(
+                stmt.with_only_columns(Family.id, Family.search_names, Family.created_at)
+                .order_by(Family.created_at.desc(), Family.id)
+                .limit(size)
+            ).all()
+        )
+
+    typo = next((t for t in terms if t.fuzzy), None)
+    if typo is None:
+        return newest(terms)
+    others = [t for t in terms if t is not typo]
+    merged: dict[str, Any] = {}
+    for word in typo.fuzzy:
+        one = name_search.Term(typo.word, prefix=False, fuzzy=[word])
+        merged.update((row.id, row) for row in newest([*others, one]))
+    rows = sorted(merged.values(), key=lambda r: r.id)
+    rows.sort(key=lambda r: r.created_at, reverse=True)
+    return rows[:size]
+
+
+def ordered(
+    stmt: Select[Any], terms: list[name_search.Term], sort: str | None, window: int
+) -> Select[Any]:
+    """``stmt`` in the asked order; by relevance, the newest ``window`` matches ranked."""
+    sort = sort or (RELEVANCE if terms else "-created_at")
+    if sort == RELEVANCE:
+        if not terms:
+            return stmt.order_by(Family.created_at.desc(), Family.id)
+        newest = stmt.order_by(Family.created_at.desc(), Family.id).limit(window).subquery()
+        ranked = aliased(Family, newest)
+        best = name_search.rank(ranked.search_names, terms)
+        return select(ranked).order_by(best, ranked.created_at.desc(), ranked.id)
+    column = SORTS[sort.lstrip("-")]
+    order = column.desc() if sort.startswith("-") else column.asc()
+    return stmt.order_by(order, Family.id)
+
+
+def find(
+    session: Session,
+    args: dict[str, Any],
+    *,
+    scope: ColumnElement[bool] | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> dict[str, Any]:
+    """A page of the list as ``GET /families`` answers it.
+
+    In relevance order one query reads the newest ``COUNT_CAP + 1`` matches (ids and search
+    text only), which both counts them and is ranked here; only the page's families are then
+    loaded. The statement of :func:`search_families` would run that window twice (count, page).
+    """
+    base, terms = filtered(args, scope=scope, session=session)
+    if (args.get("sort") or RELEVANCE) != RELEVANCE or not terms:
+        listed = ordered(with_names(base, terms), terms, args.get("sort"), COUNT_CAP + 1)
+        return page_of(session, listed, page=page, page_size=page_size)
+    cap = COUNT_CAP
+    rows = _window(session, base, terms, cap + 1)
+    ranked = sorted(
+        rows,
+        key=lambda r: (name_search.rank_of(r.search_names, terms), -r.created_at.timestamp(), r.id),
+    )
+    ids = [r.id for r in ranked[:cap][(page - 1) * page_size : page * page_size]]
+    loaded = {f.id: f for f in session.scalars(select(Family).where(Family.id.in_(ids)))}
+    total = min(len(rows), cap)
+    return {
+        "items": [loaded[i] for i in ids if i in loaded],
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "total_exact": len(rows) <= cap,
+        "pages": -(-total // page_size),
+    }
+
+
+def filtered(
+    args: dict[str, Any],
+    *,
+    scope: ColumnElement[bool] | None = None,
+    session: Session | None = None,
+) -> tuple[Select[Any], list[name_search.Term]]:
+    """The filtered families (unordered, without the name condition: :func:`with_names`) and the
+    resolved name terms; ``scope`` (``access.family_scope``) limits them to what the caller may
+    read. A name in ``q`` needs ``session``: typed words are looked up in the
+    lexicon first. In relevance order (the default with a name) the newest ``COUNT_CAP``
+    matches are ranked, so a common name costs no more than its first thousand families.
     """
     stmt = select(Family)
     for key in ("district", "settlement", "category", "stage", "lead_specialist", "region"):
@@ -87,7 +188,6 @@ def search_families(
         if session is None:
             raise ValueError("a name search needs the session to look words up")
         terms = name_search.resolve(session, query.words)
-        stmt = stmt.where(name_search.name_condition(Family.search_names, terms))
     if args.get("overdue"):
         stmt = stmt.where(
             exists().where(
@@ -100,14 +200,4 @@ def search_families(
         )
     if scope is not None:
         stmt = stmt.where(scope)
-    sort = args.get("sort") or (RELEVANCE if terms else "-created_at")
-    if sort == RELEVANCE:
-        if not terms:
-            return stmt.order_by(Family.created_at.desc(), Family.id)
-        newest = stmt.order_by(Family.created_at.desc(), Family.id).limit(window).subquery()
-        ranked = aliased(Family, newest)
-        best = name_search.rank(ranked.search_names, terms)
-        return select(ranked).order_by(best, ranked.created_at.desc(), ranked.id)
-    column = SORTS[sort.lstrip("-")]
-    order = column.desc() if sort.startswith("-") else column.asc()
-    return stmt.order_by(order, Family.id)
+    return stmt, terms

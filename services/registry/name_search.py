@@ -175,6 +175,18 @@ def rank(column: Any, terms: list[Term]) -> ColumnElement[Any]:
     return total
 
 
+def rank_of(names: str, terms: list[Term]) -> int:
+    """:func:`rank` of one family's search text, computed here."""
+    total = 0
+    for term in terms:
+        if term.prefix:
+            total += 0 if f" {term.word} " in names else 1
+        elif term.fuzzy:
+            hits = [i for i, word in enumerate(term.fuzzy) if f" {word} " in names]
+            total += 2 + (hits[0] if hits else len(term.fuzzy))
+    return total
+
+
 def born_on(day: dt.date) -> ColumnElement[bool]:
     """A member of the family was born on ``day`` (served by ``ix_members_birth_date``)."""
     return exists().where(and_(Member.family_id == Family.id, Member.birth_date == day))

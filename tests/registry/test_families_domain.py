@@ -325,3 +325,8 @@ def test_search_ranks_whole_names_before_starts_and_typos(session: Session) -> N
     assert _search(session, q="Иванна") == ["Петрова"]
     # a typo is matched through the closest known words, the closest first
     assert _search(session, q="Ивонов")[0] == "Иванов"
+    # the API's page (one window query, ranked in Python) in the statement's order
+    for q in ("Иванов", "Иванна", "Ивонов", "Ив"):
+        page = domain_search.find(session, {"q": q}, page=1, page_size=2)
+        assert [f.display_name for f in page["items"]] == _search(session, q=q)[:2]
+    assert domain_search.find(session, {"q": "Ив"}, page=2, page_size=2)["total"] == 3
