@@ -59,11 +59,73 @@ class DataBankRegistry(FakeRegistry):
         self.exports.append((fmt, filters))
         return b"\xef\xbb\xbfNumber\r\n", "text/csv; charset=utf-8", 'attachment; filename="x.csv"'
 
+    def family(self, family_id: str) -> dict[str, Any]:
+        return {
+            **FAMILY,
+            "address": {"district": "Тарногский район", "settlement": "с. Заречье"},
+            "members": [
+                {"role": "mother", "full_name": "Смирнова Елена", "birth_date": "1989-03-14"},
+                {"role": "child", "full_name": "Смирнов Артём", "birth_date": "2013-09-02"},
+            ],
+        }
+
+    def category_history(self, family_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "category_from": None,
+                "category_to": "risk_group",
+                "changed_on": "2026-03-01",
+                "justification": "постановка",
+            },
+            {
+                "category_from": "risk_group",
+                "category_to": "sop",
+                "changed_on": "2026-05-02",
+                "justification": "ухудшение",
+            },
+        ]
+
+    def addresses(self, family_id: str) -> list[dict[str, Any]]:
+        return [
+            {"valid_from": "2026-03-01", "district": "Тарногский район", "settlement": "с. Заречье"}
+        ]
+
+    def family_cases(self, family_id: str) -> list[dict[str, Any]]:
+        return [{"id": "case-1", "stage": "support", "opened_on": "2026-03-01"}]
+
+    def case_part(self, case_id: str, part: str) -> Any:
+        return {
+            "contacts": [{"occurred_on": "2026-04-10", "kind": "raid_visit"}],
+            "assessments": {"items": [{"assessed_on": "2026-03-20"}], "dynamics": {}},
+            "approvals": {
+                "items": [{"kind": "plan", "state": "approved", "requested_at": "2026-03-25"}]
+            },
+            "agreements": [
+                {
+                    "signed_on": "2026-03-05",
+                    "valid_until": "2027-03-05",
+                    "consent_data_processing": True,
+                    "share_with": ["school", "police_pdn"],
+                }
+            ],
+        }[part]
+
+
+class DownReferrals:
+    def family_referrals(self, family_id: str) -> list[dict[str, Any]]:
+        raise ServiceDown("referrals", "timeout")
+
+    def agencies(self) -> list[dict[str, Any]]:
+        from console.test_console_views import AGENCIES
+
+        return AGENCIES
+
 
 class DataBankClients(FakeClients):
     def __init__(self, registry: DataBankRegistry) -> None:
         super().__init__()
         self.registry = registry  # type: ignore[assignment]
+        self.referrals = DownReferrals()  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -194,3 +256,21 @@ def test_coordinators_see_the_export_buttons_and_get_the_file(bank: Any) -> None
     assert registry.exports[-1] == ("csv", {"q": None, "category": "sop"})
     inspector = signed_in(app, "demo-inspector")
     assert "/families/export" not in page_of(inspector, "/families")
+
+
+def test_the_family_card_merges_one_timeline_and_survives_referrals_down(bank: Any) -> None:
+    app, _registry = bank
+    page = page_of(signed_in(app), "/families/fam-1")
+    assert "Смирнов Артём" in page and "02.09.2013" in page and "Ребёнок" in page
+    timeline = page.split('id="timeline-title"')[1]
+    order = [
+        timeline.index(day)
+        for day in ("02.05.2026", "10.04.2026", "25.03.2026", "20.03.2026", "01.03.2026")
+    ]
+    assert order == sorted(order)  # newest first, across the case and the category history
+    assert "Посещение в ходе рейда" in timeline and "Группа риска → СОП" in timeline
+    assert "План: Утверждено" in timeline
+    assert "Направления и сигналы: служба сейчас не отвечает" in timeline
+    assert "Школа, ПДН" in page
+    for code in ("raid_visit", "risk_group", "police_pdn", "approved"):
+        assert code not in page

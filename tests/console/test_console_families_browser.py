@@ -94,3 +94,28 @@ def test_the_data_bank_works_with_javascript_off_and_on_a_phone(
         axe(page)
     finally:
         phone.close()
+
+
+def test_the_family_card_shows_members_history_and_one_timeline(
+    browser: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    for viewport in ({"width": 1280, "height": 900}, {"width": 360, "height": 740}):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        try:
+            sign_in(page, console_system)
+            page.goto(console_system.url + "/families")
+            row = page.locator("#results tr", has_text="Смирнова")
+            row.get_by_role("link").first.click()
+            page.wait_for_url("**/families/*")
+            assert page.locator("h1").inner_text().startswith("Семья ")
+            members = page.locator("table", has_text="Члены семьи").inner_text()
+            assert "Смирнов Артём Сергеевич" in members and "Ребёнок" in members
+            assert "02.09.2013" in members
+            timeline = page.locator("ol.timeline").inner_text()
+            assert "Случай открыт" in timeline and "Категория" in timeline
+            assert "sop" not in timeline and "risk_group" not in timeline
+            assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+            axe(page)
+        finally:
+            context.close()

@@ -55,3 +55,10 @@ class ReferralsClient(ServiceClient):
         """One referral with its status history and comment thread."""
         result: dict[str, Any] = self.get(f"/referrals/{referral_id}")
         return result
+
+    def family_referrals(self, family_id: str) -> list[dict[str, Any]]:
+        """The referrals made for a family (newest change first), as far as one may see them."""
+        result: list[dict[str, Any]] = self.get("/referrals", family_id=family_id, page_size=200)[
+            "items"
+        ]
+        return result
