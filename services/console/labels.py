@@ -184,6 +184,17 @@ LABELS: dict[str, dict[str, Any]] = {
         "no_data_processing_consent": _l("нет согласия на обработку данных"),
         "not_shared": _l("семья не разрешила передавать данные ведомствам этого вида"),
     },
+    "match_reason": {
+        "members.full_name": _l("имя члена семьи"),
+        "members.birth_date": _l("дата рождения члена семьи"),
+        "children.birth_date": _l("даты рождения детей"),
+        "members.surname_changed": _l("то же лицо под другой фамилией"),
+        "address.district": _l("район"),
+        "address.settlement": _l("населённый пункт"),
+        "address.street": _l("улица"),
+        "address.house": _l("дом"),
+        "address.flat": _l("квартира"),
+    },
     "yes_no": {
         "true": _l("Да"),
         "false": _l("Нет"),

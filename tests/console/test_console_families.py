@@ -39,6 +39,7 @@ class DataBankRegistry(FakeRegistry):
         self.down = down
         self.calls: list[dict[str, Any]] = []
         self.exports: list[tuple[str, dict[str, Any]]] = []
+        self.reports: list[dict[str, Any]] = []
 
     def families(self, **filters: Any) -> dict[str, Any]:
         self.calls.append(filters)
@@ -109,6 +110,32 @@ class DataBankRegistry(FakeRegistry):
                 }
             ],
         }[part]
+
+    def check_duplicates(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        self.reports.append(report)
+        return [
+            {
+                "family_id": "fam-1",
+                "number": "F-000001",
+                "score": 0.82,
+                "matched_fields": ["members.birth_date", "address.house"],
+                "members": [],
+            }
+        ]
+
+    def register_family(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        self.reports.append({**body, "key": idempotency_key})
+        if not body.get("link_to") and body["members"][-1]["full_name"] == "X":
+            raise ApiError(
+                "registry",
+                422,
+                "Unprocessable",
+                errors={
+                    "json.members.1.full_name": ["слишком короткое"],
+                    "json.address.district": ["обязательно"],
+                },
+            )
+        return {"id": body.get("link_to") or "fam-new"}
 
 
 class DownReferrals:
@@ -274,3 +301,40 @@ def test_the_family_card_merges_one_timeline_and_survives_referrals_down(bank: A
     assert "Школа, ПДН" in page
     for code in ("raid_visit", "risk_group", "police_pdn", "approved"):
         assert code not in page
+
+
+def test_registration_checks_first_keeps_what_was_typed_and_links(bank: Any) -> None:
+    app, registry = bank
+    client = signed_in(app)
+    token = csrf(client, "/families/new")
+    typed = {
+        "csrf_token": token,
+        "idempotency_key": "key-12345678",
+        "category": "sop",
+        "region": "Вологодская область",
+        "district": "",
+        "settlement": "д. Заречье",
+        "member_0_role": "mother",
+        "member_0_full_name": "Смирнова Елена",
+        "member_0_birth_date": "1989-03-14",
+        "member_2_role": "child",
+        "member_2_full_name": "X",
+    }
+    checked = client.post("/families/new", data={**typed, "action": "check"})
+    page = checked.get_data(as_text=True)
+    assert "Семья F-000001" in page and "дата рождения члена семьи" in page and "дом" in page
+    assert registry.reports[-1]["members"] == [
+        {"role": "mother", "full_name": "Смирнова Елена", "birth_date": "1989-03-14"},
+        {"role": "child", "full_name": "X", "birth_date": None},
+    ]
+    refused = client.post("/families/new", data={**typed, "action": "register"})
+    assert refused.status_code == 422
+    page = refused.get_data(as_text=True)
+    # the second member sent came from the third row: its error goes there
+    assert 'id="error-member_2_full_name"' in page and "слишком короткое" in page
+    assert 'id="error-district"' in page and 'value="Смирнова Елена"' in page
+    linked = client.post("/families/new", data={**typed, "link_to": "fam-1"})
+    assert linked.status_code == 303 and linked.headers["Location"] == "/families/fam-1"
+    assert (
+        registry.reports[-1]["link_to"] == "fam-1" and registry.reports[-1]["key"] == "key-12345678"
+    )

@@ -119,3 +119,38 @@ def test_the_family_card_shows_members_history_and_one_timeline(
             axe(page)
         finally:
             context.close()
+
+
+def test_registering_searches_first_and_links_the_same_family(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    sign_in(page, console_system)
+    page.goto(console_system.url + "/families")
+    page.get_by_role("link", name="Поставить семью на учёт").click()
+    page.wait_for_url("**/families/new")
+    axe(page)
+    page.get_by_label("Район").fill("Тарногский район")
+    page.get_by_label("Населённый пункт").fill("д. Заречье")
+    first = page.get_by_role("group", name="Член семьи 1")
+    first.get_by_label("Роль").select_option(label="Отец")
+    first.get_by_label("Фамилия Имя Отчество").fill("Kuznetsov Andrei Petrovich")
+    first.get_by_label("Дата рождения").fill("1984-06-30")
+    second = page.get_by_role("group", name="Член семьи 2")
+    second.get_by_label("Фамилия Имя Отчество").fill("Кузнецова Дарья")
+    second.get_by_label("Дата рождения").fill("2016-01-19")
+    page.get_by_role("button", name="Поставить на учёт").click()  # no category yet
+    assert page.locator("#error-summary").is_visible()
+    assert page.locator("#error-category").is_visible()
+    assert first.get_by_label("Фамилия Имя Отчество").input_value() == "Kuznetsov Andrei Petrovich"
+    axe(page)
+    page.get_by_label("Категория").select_option(label="СОП")
+    page.get_by_role("button", name="Проверить, нет ли семьи в банке").click()
+    candidates = page.locator(".candidate")
+    assert candidates.count() >= 1
+    kuznetsov = candidates.first.inner_text()
+    assert "дата рождения члена семьи" in kuznetsov and "даты рождения детей" in kuznetsov
+    axe(page)
+    candidates.first.get_by_role("button").click()
+    page.wait_for_url("**/families/*")
+    members = page.locator("table", has_text="Члены семьи").inner_text()
+    assert "Кузнецов Андрей Петрович" in members
