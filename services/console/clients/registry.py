@@ -51,10 +51,6 @@ class RegistryClient(ServiceClient):
         result: list[dict[str, Any]] = self.get(f"/families/{family_id}/addresses")
         return result
 
-    def case_part(self, case_id: str, part: str) -> Any:
-        """One list of a case: ``contacts``, ``assessments``, ``approvals``, ``agreements``."""
-        return self.get(f"/cases/{case_id}/{part}")
-
     def case(self, case_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/cases/{case_id}")
         return result
