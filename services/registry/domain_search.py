@@ -67,37 +67,30 @@ def with_names(stmt: Select[Any], terms: list[name_search.Term]) -> Select[Any]:
     return stmt.where(name_search.name_condition(Family.search_names, terms)) if terms else stmt
 
 
-def _window(
+def _matches(
     session: Session, base: Select[Any], terms: list[name_search.Term], size: int
 ) -> list[Any]:
-    """The newest ``size`` matches (id, search text, created_at), newest first.
+    """Up to ``size`` matches (id, search text, created_at), in no order: the planner takes the
+    trigram index and stops at ``size``, as the bounded count does.
 
     A typo's close words are asked one by one and merged: for an OR of several whole words the
-    planner expects many matches and walks the newest-first index past a hundred thousand
-    families; for one word it estimates well and takes the trigram index when matches are few.
+    planner misjudges the matches; for one word it estimates well.
     """
 
-    def newest(condition_terms: list[name_search.Term]) -> list[Any]:
+    def some(condition_terms: list[name_search.Term]) -> list[Any]:
         stmt = with_names(base, condition_terms)
-        return list(
-            session.execute(
-                stmt.with_only_columns(Family.id, Family.search_names, Family.created_at)
-                .order_by(Family.created_at.desc(), Family.id)
-                .limit(size)
-            ).all()
-        )
+        columns = stmt.with_only_columns(Family.id, Family.search_names, Family.created_at)
+        return list(session.execute(columns.limit(size)).all())
 
     typo = next((t for t in terms if t.fuzzy), None)
     if typo is None:
-        return newest(terms)
+        return some(terms)
     others = [t for t in terms if t is not typo]
     merged: dict[str, Any] = {}
     for word in typo.fuzzy:
         one = name_search.Term(typo.word, prefix=False, fuzzy=[word])
-        merged.update((row.id, row) for row in newest([*others, one]))
-    rows = sorted(merged.values(), key=lambda r: r.id)
-    rows.sort(key=lambda r: r.created_at, reverse=True)
-    return rows[:size]
+        merged.update((row.id, row) for row in some([*others, one]))
+    return list(merged.values())
 
 
 def ordered(
@@ -127,23 +120,36 @@ def find(
 ) -> dict[str, Any]:
     """A page of the list as ``GET /families`` answers it.
 
-    In relevance order one query reads the newest ``COUNT_CAP + 1`` matches (ids and search
-    text only), which both counts them and is ranked here; only the page's families are then
-    loaded. The statement of :func:`search_families` would run that window twice (count, page).
+    In relevance order (the default with a name) one query reads up to ``COUNT_CAP + 1``
+    matches, unordered (ids and search text): that counts them, as :func:`page_of` does, and
+    when they are at most ``COUNT_CAP`` they are ranked here and only the page's families are
+    loaded. Past the cap a name is too common for its ranking to help (a thousand Ivanovs): the
+    page is then the newest matches, as a column sort would walk them.
     """
     base, terms = filtered(args, scope=scope, session=session)
     if (args.get("sort") or RELEVANCE) != RELEVANCE or not terms:
         listed = ordered(with_names(base, terms), terms, args.get("sort"), COUNT_CAP + 1)
         return page_of(session, listed, page=page, page_size=page_size)
-    cap = COUNT_CAP
-    rows = _window(session, base, terms, cap + 1)
-    ranked = sorted(
-        rows,
-        key=lambda r: (name_search.rank_of(r.search_names, terms), -r.created_at.timestamp(), r.id),
-    )
-    ids = [r.id for r in ranked[:cap][(page - 1) * page_size : page * page_size]]
-    loaded = {f.id: f for f in session.scalars(select(Family).where(Family.id.in_(ids)))}
-    total = min(len(rows), cap)
+    cap = max(COUNT_CAP, page * page_size)
+    rows = _matches(session, base, terms, cap + 1)
+    if len(rows) > cap:
+        newest = with_names(base, terms).order_by(Family.created_at.desc(), Family.id)
+        items = list(session.scalars(newest.limit(page_size).offset((page - 1) * page_size)))
+        ids = [f.id for f in items]
+        loaded = {f.id: f for f in items}
+        total = cap
+    else:
+        ranked = sorted(
+            rows,
+            key=lambda r: (
+                name_search.rank_of(r.search_names, terms),
+                -r.created_at.timestamp(),
+                r.id,
+            ),
+        )
+        ids = [r.id for r in ranked[(page - 1) * page_size : page * page_size]]
+        loaded = {f.id: f for f in session.scalars(select(Family).where(Family.id.in_(ids)))}
+        total = len(rows)
     return {
         "items": [loaded[i] for i in ids if i in loaded],
         "page": page,

@@ -330,3 +330,13 @@ def test_search_ranks_whole_names_before_starts_and_typos(session: Session) -> N
         page = domain_search.find(session, {"q": q}, page=1, page_size=2)
         assert [f.display_name for f in page["items"]] == _search(session, q=q)[:2]
     assert domain_search.find(session, {"q": "Ив"}, page=2, page_size=2)["total"] == 3
+
+
+def test_past_the_cap_a_common_name_pages_newest_first(session: Session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for surname in ("Иванов", "Ивановская", "Иванова"):
+        domain.register_family(session, family_data(surname))
+    session.flush()
+    monkeypatch.setattr(domain_search, "COUNT_CAP", 2)
+    page = domain_search.find(session, {"q": "Иванов"}, page=1, page_size=2)
+    assert (page["total"], page["total_exact"]) == (2, False)
+    assert [f.display_name for f in page["items"]] == ["Иванова", "Ивановская"]
