@@ -46,7 +46,7 @@ class LinkReissuedV1(Schema):
 
     purpose = fields.String(required=True, validate=validate.Length(min=1, max=60))
     subject = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    issued_from = fields.DateTime(required=True)
+    issued_from = fields.AwareDateTime(required=True)
     message_id = fields.String(required=True)
     resend_of = fields.String(required=True)
 
