@@ -1,15 +1,22 @@
 """The links the system sends (SMS short links, calendar files and feeds) open here, on the one
 public origin. The volunteer's referral page (``/referrals/<id>/respond?token=``) belongs in
-this blueprint too: its token is its sign-in."""
+this blueprint too: its token is its sign-in.
+
+The providers' callbacks were built on the same origin (``OPORA_PUBLIC_URL``): an SMS gateway's
+delivery receipts (``/receipts/<provider>?token=``) and the mail system's late bounces
+(``/bounces?token=``). The console passes exactly those two on to the notifications API as
+they came, token and body untouched, so the one public origin stays the only one and the
+notifications service stays inside; the API checks the token.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect
+from flask import Blueprint, Response, abort, redirect, request
 
 from services.console.app import console, console_clients, public_page
-from services.console.clients import ApiError
+from services.console.clients import ApiError, ServiceDown
 
 links = Blueprint("links", __name__)
 
@@ -56,3 +63,43 @@ def _calendar(body: bytes, filename: str) -> Response:
     response = Response(body, content_type=CALENDAR)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@links.route("/receipts/<provider>", methods=["POST"])
+@public_page
+def provider_receipt(provider: str) -> Response:
+    """An SMS gateway's delivery receipt, for the notifications API."""
+    if not provider.replace("-", "").replace("_", "").isalnum() or len(provider) > 64:
+        abort(404)
+    return _forward(f"/receipts/{provider}")
+
+
+@links.route("/bounces", methods=["POST"])
+@public_page
+def mail_bounce() -> Response:
+    """A late bounce (RFC 3464 DSN) from the mail system, for the notifications API."""
+    return _forward("/bounces")
+
+
+PROVIDER_CALLBACKS = (provider_receipt, mail_bounce)
+"""Machine callers with a signed token in the URL: no session, no CSRF token (``app.py``)."""
+
+
+def _forward(path: str) -> Response:
+    try:
+        answer = console_clients().notifications.forward_callback(
+            path, request.query_string, request.get_data(cache=False), request.content_type
+        )
+    except ServiceDown:  # the provider retries a 503 later; nothing is lost
+        response = Response(
+            '{"title": "Service Unavailable", "status": 503}',
+            status=503,
+            content_type="application/problem+json",
+        )
+        response.headers["Retry-After"] = "60"
+        return response
+    return Response(
+        answer.content,
+        status=answer.status_code,
+        content_type=answer.headers.get("Content-Type", "application/json"),
+    )
