@@ -33,7 +33,11 @@ for _i in range(MEMBER_ROWS):
     FIELDS[f"member_{_i}_role"] = _l("Роль")
     FIELDS[f"member_{_i}_full_name"] = _l("Фамилия Имя Отчество")
     FIELDS[f"member_{_i}_birth_date"] = _l("Дата рождения")
-INITIAL = {"region": "Вологодская область", "member_0_role": "mother", "member_1_role": "child"}
+INITIAL = {
+    "region": "Вологодская область",
+    "member_0_role": "mother",
+    **{f"member_{i}_role": "child" for i in range(1, MEMBER_ROWS)},
+}
 
 
 def _report(form: FormState) -> dict[str, Any]:
