@@ -186,10 +186,9 @@ def build(system: System) -> Story:
             select(Message.id).where(Message.family_id == family["id"]).order_by(Message.id)
         ).first()
     assert message_id, "no message concerns the family"
-    link = _ok(
-        story.client("referrals", "coordinator").get(f"/referrals/{referral.id}/respond-link"),
-        200,
-    )["url"]
+    coordinator = story.client("referrals", "coordinator")
+    link = _ok(coordinator.get(f"/referrals/{referral.id}/respond-link"), 200)["url"]
+    _ok(coordinator.post(f"/referrals/{referral.id}/comments", json={"body": "Ждём"}), 201)
     story.ids.update(
         family_id=family["id"], case_id=case["id"], referral_id=referral.id,
         signal_id=signal_ids[0], intake_id=intake["id"], raid_id=raid_id, visit_id=visit_id,
@@ -227,6 +226,7 @@ def _raid(story: Story, family_id: str) -> tuple[str, str]:
         who = story.client("raids", "agency_staff", person["person_id"])
         _ok(who.post(f"/raids/{scheduled['id']}/participants/{person['id']}/confirm"), 200)
     _ok(coordinator.post(f"/raids/{scheduled['id']}/confirm"), 200)
+    _ok(coordinator.post(f"/raids/{scheduled['id']}/route", json={}), 200)
     visit = {
         "family_id": family_id, "outcome": "visited", "children_seen": 1,
         "conditions": {"food": "adequate", "cleanliness": "satisfactory", "heating": "adequate",
@@ -293,6 +293,18 @@ def test_every_get_with_a_familys_data_leaves_a_read_entry_for_it(story: Story) 
                 missing.append(f"{service} GET {path} ({role})")
     print(f"walked {len(walked)} GETs, {len(NO_FAMILY_DATA)} named as without family data")
     assert not missing, "no read entry for the family: " + ", ".join(missing)
+    # Writes about the family are in its trail too: a comment on its referral, a new route.
+    for service, action, entity, fields in (
+        ("referrals", "create", "referral", ["comments"]),
+        ("raids", "update", "raid", ["route"]),
+    ):
+        written = _ok(
+            story.client(service, "auditor").get(
+                "/audit", query_string={"family_id": family_id, "action": action, "entity": entity}
+            ),
+            200,
+        )["items"]
+        assert fields in [e["fields"] for e in written], (service, written)
     # Each service has some, and the exemptions name only operations that exist.
     assert {w.split()[0] for w in walked} == set(SERVICES)
     every = {(s, p) for s in SERVICES for p in _gets(story, s)}

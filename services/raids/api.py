@@ -310,6 +310,7 @@ def plan_route(data: dict[str, Any], raid_id: str) -> Any:
     raid = get_raid(db_session(), raid_id, for_update=True)
     invitations.require_editable(raid)
     plan = scheduling.plan_route(context(), raid, data.get("distance_km"), data.get("family_ids"))
+    audit_families(raid, "update", ["route"])
     return plan.as_dict(raid.timezone)
 
 

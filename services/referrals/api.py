@@ -223,4 +223,13 @@ def add_comment(data: dict[str, Any], referral_id: str) -> Any:
     who = actor()
     referral = domain.visible_referral(session, who, referral_id, for_update=True)
     comment = domain.add_comment(session, who, referral, data["body"], utcnow())
+    audit.record(
+        session,
+        tables,
+        action=audit.CREATE,
+        entity="referral",
+        entity_id=referral.id,
+        family_id=referral.family_id,
+        fields=["comments"],
+    )
     return comment, 201
