@@ -41,6 +41,9 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
     assert page.locator("#panel-intakes .counter").count() == 1
     assert page.locator("#panel-approvals .counter").count() == 1
     assert page.locator("#panel-raids .counter").count() == 1
+    overdue = page.locator("#panel-overdue-referrals")
+    assert overdue.locator(".counter").count() == 2
+    assert overdue.locator('a[href="/referrals?view=escalated"]').count() == 1
     axe(page)
     screenshot(page, "home-coordinator")
     # htmx (served by the console itself, allowed by the CSP) refreshes the counters in place

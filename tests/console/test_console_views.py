@@ -60,6 +60,11 @@ class FakeReferrals:
     def referrals_awaiting(self, agency_id: str) -> int:
         return 4
 
+    def overdue_referrals(self, *, district: str | None = None) -> tuple[int, int]:
+        if self.down:
+            raise ServiceDown("referrals", "timeout")
+        return (3, 1)
+
 
 class FakeRegistry:
     def case(self, case_id: str) -> dict[str, Any]:
@@ -187,6 +192,11 @@ def test_home_shows_counters_and_the_person_as_the_directory_knows_them(make_app
     assert 'href="/approvals?district=' in page
     week = page.split("Срок на этой неделе")[0].rsplit('class="counter__count">', 1)[1]
     assert week.startswith("4<")  # due by next Monday (5) less the overdue (1)
+    overdue = page.split('id="panel-overdue-referrals"')[1].split("</section>")[0]
+    assert 'href="/referrals?view=overdue"' in overdue
+    assert 'href="/referrals?view=escalated"' in overdue
+    counts = re.findall(r'class="counter__count">(\d+)<', overdue)
+    assert counts == ["3", "1"]  # overdue, of which escalated
 
 
 def test_a_service_down_shows_a_message_in_its_panel_not_a_500(make_app: Any) -> None:
@@ -202,6 +212,7 @@ def test_a_service_down_shows_a_message_in_its_panel_not_a_500(make_app: Any) ->
 def test_agency_staff_see_their_agency_s_referrals(make_app: Any) -> None:
     page = signed_in(make_app(), "demo-inspector").get("/").get_data(as_text=True)
     assert "Направления ждут ответа" in page and "Сигналы к разбору" not in page
+    assert "Просроченные направления" not in page  # the coordinator's
     assert "Инспектор ПДН" in page
 
 

@@ -125,6 +125,26 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
                 )
             ],
         )
+        calls["overdue-referrals"] = lambda: clients.referrals.overdue_referrals(district=district)
+        build["overdue-referrals"] = lambda counts: Panel(
+            "overdue-referrals",
+            _("Сроки направлений"),
+            "referrals",
+            [
+                Counter(
+                    _("Просроченные направления"),
+                    counts[0],
+                    _link("/referrals", view="overdue"),
+                    "red" if counts[0] else "neutral",
+                ),
+                Counter(
+                    _("Эскалированные направления"),
+                    counts[1],
+                    _link("/referrals", view="escalated"),
+                    "red" if counts[1] else "neutral",
+                ),
+            ],
+        )
     if coordinator or specialist or agency:
         scope: dict[str, Any] = (
             {"district": district}
@@ -197,7 +217,7 @@ def _panels(person: Person, today: dt.date, now: dt.datetime) -> list[Panel]:
 def _panel(name: str, outcome: Outcome[Any], build: Callable[[Any], Panel]) -> Panel:
     if outcome.ok:
         return build(outcome.value)
-    empty = build({"signals": [], "measures": (0, 0)}.get(name, 0))
+    empty = build({"signals": [], "measures": (0, 0), "overdue-referrals": (0, 0)}.get(name, 0))
     empty.counters = []
     empty.down = outcome.down is not None
     empty.refused = outcome.refused.detail or outcome.refused.title if outcome.refused else None
