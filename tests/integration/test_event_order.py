@@ -507,7 +507,10 @@ PAIRS: dict[str, Pair] = {
             Message("registry.measure.assigned", MEASURE, at(0)),
             Message(
                 "referrals.referral.status_changed",
-                referral_step("m-1", "received", "accepted", 3, by="inspector-1"),
+                {  # news of now: a referral's news waits for its measure only while recent
+                    **referral_step("m-1", "received", "accepted", 3, by="inspector-1"),
+                    "at": dt.datetime.now(dt.UTC).isoformat(),
+                },
                 at(1),
             ),
         ),
