@@ -137,6 +137,38 @@ class DataBankRegistry(FakeRegistry):
             )
         return {"id": body.get("link_to") or "fam-new"}
 
+    def intakes(self, **filters: Any) -> dict[str, Any]:
+        self.calls.append({"intakes": filters})
+        return {"items": [{"id": "in-1"}], "total": 1}
+
+    def intake(self, intake_id: str) -> dict[str, Any]:
+        return {
+            "id": intake_id,
+            "created_at": "2026-12-01T09:00:00+00:00",
+            "priority": "amber",
+            "district": "Тарногский район",
+            "state": "pending",
+            "known": {
+                "surname": "Морозова",
+                "address": {"settlement": "с. Заречье"},
+                "members": [{"full_name": "Морозова Анна", "birth_date": "2015-02-03"}],
+            },
+            "candidates": [
+                {
+                    "family_id": "fam-1",
+                    "number": "F-000001",
+                    "score": 0.7,
+                    "matched_fields": ["children.birth_date"],
+                }
+            ],
+        }
+
+    def resolve_intake(
+        self, intake_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        self.reports.append({"resolve": intake_id, **body, "key": idempotency_key})
+        return {"id": intake_id, "family_id": body.get("family_id") or "fam-new"}
+
 
 class DownReferrals:
     def family_referrals(self, family_id: str) -> list[dict[str, Any]]:
@@ -337,4 +369,32 @@ def test_registration_checks_first_keeps_what_was_typed_and_links(bank: Any) -> 
     assert linked.status_code == 303 and linked.headers["Location"] == "/families/fam-1"
     assert (
         registry.reports[-1]["link_to"] == "fam-1" and registry.reports[-1]["key"] == "key-12345678"
+    )
+
+
+def test_the_home_counter_of_possible_duplicates_opens_them_and_a_choice_resolves_one(
+    bank: Any,
+) -> None:
+    app, registry = bank
+    client = signed_in(app)
+    opened = client.get("/families?intake=pending&district=Тарногский район")
+    assert opened.status_code == 302 and opened.headers["Location"].startswith("/families/intakes?")
+    page = page_of(client, opened.headers["Location"])
+    assert registry.calls[-1] == {
+        "intakes": {"state": "pending", "district": "Тарногский район", "page_size": 20}
+    }
+    assert "Морозова Анна, 03.02.2015" in page and "даты рождения детей" in page
+    assert "Жёлтый (6 ч)" in page and "Это семья F-000001" in page
+    token = csrf(client, "/families/intakes")
+    done = client.post(
+        "/families/intakes/in-1/resolve",
+        data={"csrf_token": token, "family_id": "fam-1", "idempotency_key": "k-123456789"},
+    )
+    assert done.status_code == 303 and done.headers["Location"] == "/families/fam-1"
+    assert registry.reports[-1] == {"resolve": "in-1", "family_id": "fam-1", "key": "k-123456789"}
+    new = client.post(
+        "/families/intakes/in-1/resolve", data={"csrf_token": token, "register": "true"}
+    )
+    assert (
+        new.headers["Location"] == "/families/fam-new" and registry.reports[-1]["register"] is True
     )

@@ -154,3 +154,13 @@ def test_registering_searches_first_and_links_the_same_family(
     page.wait_for_url("**/families/*")
     members = page.locator("table", has_text="Члены семьи").inner_text()
     assert "Кузнецов Андрей Петрович" in members
+
+
+def test_possible_duplicates_from_the_home_counter(
+    page: Any, console_system: ConsoleSystem, axe: Any
+) -> None:
+    sign_in(page, console_system)
+    page.locator("#panel-intakes .counter").click()
+    page.wait_for_url("**/families/intakes*")
+    assert page.locator("h1").inner_text() == "Возможные дубли к решению"
+    axe(page)

@@ -47,6 +47,24 @@ class RegistryClient(ServiceClient):
         result: list[dict[str, Any]] = self.get(f"/families/{family_id}/cases")
         return result
 
+    def intakes(self, **filters: Any) -> dict[str, Any]:
+        """Accepted signals whose family waits for a coordinator's choice (default: pending)."""
+        result: dict[str, Any] = self.get("/intakes", **filters)
+        return result
+
+    def intake(self, intake_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/intakes/{intake_id}")
+        return result
+
+    def resolve_intake(
+        self, intake_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """``{"family_id": ...}`` attaches the signal to that family; ``{"register": true}``."""
+        result: dict[str, Any] = self.post(
+            f"/intakes/{intake_id}/resolve", body, idempotency_key=idempotency_key
+        )
+        return result
+
     def addresses(self, family_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get(f"/families/{family_id}/addresses")
         return result

@@ -9,8 +9,20 @@ from services.console.views.auth import auth
 from services.console.views.cases import cases
 from services.console.views.families import families
 from services.console.views.family_card import family_card
+from services.console.views.family_intakes import family_intakes
 from services.console.views.family_new import family_new
 from services.console.views.home import home
 from services.console.views.links import links
 
-BLUEPRINTS = (auth, home, cases, approvals, access, families, family_new, family_card, links)
+BLUEPRINTS = (
+    auth,
+    home,
+    cases,
+    approvals,
+    access,
+    families,
+    family_new,
+    family_intakes,
+    family_card,
+    links,
+)

@@ -141,6 +141,11 @@ def _render(filters: dict[str, str], text: str, key: str | None, page: int) -> A
 
 @families.get("/families")
 def index() -> Any:
+    if request.args.get("intake") == "pending":  # the home page's counter of possible duplicates
+        district = request.args.get("district")
+        return redirect(
+            "/families/intakes" + (f"?{urlencode({'district': district})}" if district else "")
+        )
     filters = filters_of(request.args)
     key = request.args.get("s") or None
     text = search_of(key)
