@@ -24,7 +24,16 @@ ASSESSMENT_DOMAINS = (
 """The registry's eight domains, in its order (its AssessmentIn schema refuses others)."""
 STAGES = ("preparatory", "support", "final", "closed")
 OPEN_MEASURE = ("planned", "referred", "in_progress")
-LISTS = ("problems", "strengths", "agreements", "measures", "approvals")
+PARTS = (
+    "problems",
+    "strengths",
+    "agreements",
+    "measures",
+    "approvals",
+    "assessments",
+    "contacts",
+)
+"""The parts of the registry's one workspace answer (GET /cases/<id>/workspace)."""
 
 
 @dataclass
@@ -81,22 +90,29 @@ class Workspace:
 
 
 def load(clients: Clients, case_id: str) -> Workspace:
-    """The case first (a 403/404 is the page's answer), then everything else concurrently,
-    then the referrals of the plan's agency measures and their comment threads."""
+    """The case and its parts in one registry call (a 403/404 is the page's answer), the
+    catalogues and the directory beside it, then the referrals of the plan's agency measures
+    and their comment threads."""
     registry, referrals = clients.registry, clients.referrals
-    case = registry.case(case_id)
-    calls: dict[str, Any] = {
-        "family": lambda: registry.family(case["family_id"]),
-        "assessments": lambda: registry.assessments(case_id),
-        "contacts": lambda: registry.contacts(case_id),
-        "problem": lambda: registry.catalogue("problem"),
-        "strength": lambda: registry.catalogue("strength"),
-        "measure_kind": lambda: registry.catalogue("measure_kind"),
-        "agencies": referrals.agencies,
-    }
-    for name in LISTS:
-        calls[name] = _part(registry, case_id, name)
-    workspace = Workspace(case, gather(calls))
+    first = gather(
+        {
+            "workspace": lambda: registry.workspace(case_id),
+            "problem": lambda: registry.catalogue("problem"),
+            "strength": lambda: registry.catalogue("strength"),
+            "measure_kind": lambda: registry.catalogue("measure_kind"),
+            "agencies": referrals.agencies,
+        }
+    )
+    whole = first.pop("workspace")
+    if whole.refused is not None:
+        raise whole.refused
+    if whole.down is not None:
+        raise whole.down
+    data: dict[str, Any] = whole.value or {}
+    parts: dict[str, Outcome[Any]] = {name: Outcome(value=data[name]) for name in PARTS}
+    parts["family"] = Outcome(value={"number": data["number"]})
+    parts.update(first)
+    workspace = Workspace(data["case"], parts)
     agency_measures = [m["id"] for m in workspace.value("measures", []) if m.get("agency_id")]
     if agency_measures:
         found = gather({"referrals": lambda: referrals.referrals_of_measures(agency_measures)})
@@ -110,10 +126,6 @@ def load(clients: Clients, case_id: str) -> Workspace:
             )
             workspace.answers = {k: v.value for k, v in threads.items() if v.ok and v.value}
     return workspace
-
-
-def _part(registry: Any, case_id: str, name: str) -> Any:
-    return lambda: registry.case_part(case_id, name)
 
 
 def _detail(referrals: Any, referral_id: str) -> Any:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
 from services.registry import (
-    access,
+    case_reads,
     domain_approvals,
     domain_assessments,
     domain_cases,
@@ -17,8 +16,7 @@ from services.registry import (
     domain_plan,
 )
 from services.registry.api import CASEWORK, record, record_list
-from services.registry.domain import today
-from services.registry.models import Agreement, Approval, ContactEntry, Finding, Measure
+from services.registry.models import Approval, Finding, Measure
 from services.registry.schemas_cases import (
     AgreementIn,
     AgreementOut,
@@ -60,11 +58,7 @@ cases = Blueprint("cases", __name__, url_prefix="", description="Cases, stages a
 
 
 def _with_access(measures: list[Measure]) -> list[Measure]:
-    """The plan shows, for each measure of another agency, whether that agency can act yet."""
-    session, on = db_session(), today()
-    for measure in measures:
-        measure.agency_access = access.measure_access(session, measure, on)  # type: ignore[attr-defined]
-    return measures
+    return case_reads.with_access(db_session(), measures)
 
 
 def _case(case_id: str, action: str = "read", fields: list[str] | None = None) -> Any:
@@ -120,13 +114,7 @@ def record_agreement(data: dict[str, Any], case_id: str) -> Any:
 @require(*CASEWORK)
 def list_agreements(case_id: str) -> Any:
     case = _case(case_id, fields=["agreement"])
-    return (
-        db_session()
-        .scalars(
-            select(Agreement).where(Agreement.case_id == case.id).order_by(Agreement.signed_on)
-        )
-        .all()
-    )
+    return case_reads.agreements(db_session(), case)
 
 
 @cases.route("/agreements/<agreement_id>/withdrawal", methods=["POST"])
@@ -159,13 +147,7 @@ def request_approval(data: dict[str, Any], case_id: str) -> Any:
 @require(*CASEWORK)
 def list_approvals(case_id: str) -> Any:
     case = _case(case_id, fields=["approval"])
-    return (
-        db_session()
-        .scalars(
-            select(Approval).where(Approval.case_id == case.id).order_by(Approval.requested_at)
-        )
-        .all()
-    )
+    return case_reads.approvals(db_session(), case)
 
 
 @cases.route("/approvals", methods=["GET"])
@@ -244,12 +226,9 @@ def log_contact(data: dict[str, Any], case_id: str) -> Any:
 @require(*CASEWORK)
 def contact_log(args: dict[str, Any], case_id: str) -> Any:
     case = _case(case_id, fields=["contact_log"])
-    stmt = (
-        select(ContactEntry)
-        .where(ContactEntry.case_id == case.id)
-        .order_by(ContactEntry.occurred_on.desc(), ContactEntry.recorded_at.desc())
+    return paginate(
+        db_session(), case_reads.contacts(case), page=args["page"], page_size=args["page_size"]
     )
-    return paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
 
 
 @cases.route("/cases/<case_id>/measures", methods=["POST"])
@@ -274,15 +253,7 @@ def list_measures(case_id: str) -> Any:
     """The support plan (IPR); each measure says whether it is overdue, and for another
     agency's measure whether that agency can act yet (`agency_access`)."""
     case = _case(case_id, fields=["plan"])
-    return _with_access(
-        list(
-            db_session().scalars(
-                select(Measure)
-                .where(Measure.case_id == case.id)
-                .order_by(Measure.deadline, Measure.created_at)
-            )
-        )
-    )
+    return case_reads.measures(db_session(), case)
 
 
 @cases.route("/measures/<measure_id>", methods=["PATCH"])
@@ -342,15 +313,7 @@ def _findings(kind: str) -> None:
     @require(*CASEWORK)
     def listing(case_id: str) -> Any:
         case = _case(case_id, fields=[plural])
-        return (
-            db_session()
-            .scalars(
-                select(Finding)
-                .where(Finding.case_id == case.id, Finding.kind == kind)
-                .order_by(Finding.identified_on)
-            )
-            .all()
-        )
+        return case_reads.findings(db_session(), case, kind)
 
 
 _findings("problem")
@@ -389,8 +352,4 @@ def record_assessment(data: dict[str, Any], case_id: str) -> Any:
 def list_assessments(case_id: str) -> Any:
     """The case's assessments and the dynamics from the first to the latest."""
     case = _case(case_id, fields=["assessments"])
-    items = domain_assessments.assessments_of(db_session(), case.id)
-    dyn = domain_assessments.dynamics(items)
-    dyn["first_on"] = dyn["first_on"].isoformat() if dyn["first_on"] else None
-    dyn["latest_on"] = dyn["latest_on"].isoformat() if dyn["latest_on"] else None
-    return {"items": items, "dynamics": dyn}
+    return case_reads.assessments(db_session(), case)

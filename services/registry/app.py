@@ -11,6 +11,7 @@ from services.registry.api_access import emergency
 from services.registry.api_admin import admin
 from services.registry.api_cases import cases
 from services.registry.api_intakes import intakes
+from services.registry.api_workspace import workspace
 from services.registry.models import tables
 from shared.config import Settings, load_settings
 from shared.http import create_service_app
@@ -23,6 +24,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         "registry",
         settings,
         tables=tables,
-        blueprints=[families, emergency, cases, intakes, admin],
+        blueprints=[families, emergency, cases, workspace, intakes, admin],
         engine=engine,
     )

@@ -399,3 +399,25 @@ class StatisticsOut(Schema):
             "re_entered, removed{outcome,total}, average_duration_days{category}"
         },
     )
+
+
+class WorkspaceArgs(Schema):
+    contacts = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "how many of the newest contact-log entries"},
+    )
+
+
+class WorkspaceOut(Schema):
+    """The case and its parts, as their own endpoints answer them."""
+
+    case = fields.Nested(CaseOut, required=True)
+    number = fields.String(required=True, metadata={"description": "the family's number"})
+    problems = fields.List(fields.Nested(FindingOut), required=True)
+    strengths = fields.List(fields.Nested(FindingOut), required=True)
+    agreements = fields.List(fields.Nested(AgreementOut), required=True)
+    measures = fields.List(fields.Nested(MeasureOut), required=True)
+    approvals = fields.List(fields.Nested(ApprovalOut), required=True)
+    assessments = fields.Nested(AssessmentsOut, required=True)
+    contacts = fields.Nested(ContactEntryPage, required=True)

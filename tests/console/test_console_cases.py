@@ -90,8 +90,16 @@ class FakeRegistry:
             "next_stage": {"stage": "support", "missing": self.missing},
         }
 
-    def family(self, family_id: str) -> dict[str, Any]:
-        return {"id": family_id, "number": "Т-2026-0007", "category": "risk_group"}
+    def workspace(self, case_id: str, *, contacts: int = 50) -> dict[str, Any]:
+        """As the registry's GET /cases/<id>/workspace answers."""
+        parts = ("problems", "strengths", "agreements", "measures", "approvals")
+        return {
+            "case": self.case(case_id),
+            "number": "Т-2026-0007",
+            **{part: self.case_part(case_id, part) for part in parts},
+            "assessments": self.assessments(case_id),
+            "contacts": self.contacts(case_id),
+        }
 
     def case_part(self, case_id: str, part: str) -> Any:
         late = (TODAY - dt.timedelta(days=3)).isoformat()
@@ -138,7 +146,7 @@ class FakeRegistry:
             "dynamics": {},
         }
 
-    def contacts(self, case_id: str, *, page_size: int = 50) -> dict[str, Any]:
+    def contacts(self, case_id: str) -> dict[str, Any]:
         item = {
             "occurred_on": TODAY.isoformat(),
             "kind": "counselling_family",

@@ -205,6 +205,16 @@ def test_case_through_support_over_http(embedded_system: System) -> None:
     assert problem.status_code == 201
     assert lead.get(f"/cases/{case['id']}/problems").get_json()[0]["code"] == "truancy"
     assert lead.get(f"/cases/{case['id']}/strengths").get_json() == []
+    whole = lead.get(f"/cases/{case['id']}/workspace?contacts=10").get_json()
+    for part in ("problems", "strengths", "agreements", "measures", "approvals", "assessments"):
+        assert whole[part] == lead.get(f"/cases/{case['id']}/{part}").get_json(), part
+    assert whole["contacts"] == lead.get(f"/cases/{case['id']}/contacts?page_size=10").get_json()
+    assert whole["case"] == lead.get(f"/cases/{case['id']}").get_json()
+    assert whole["number"] == family["number"]
+    assert whole["measures"][0]["agency_access"] is not None  # as the plan says it
+    assert lead.get(f"/cases/{case['id']}/workspace?contacts=0").status_code == 422
+    school = client(embedded_system, "agency_staff", agency="school-1")
+    assert school.get(f"/cases/{case['id']}/workspace").status_code == 403
 
 
 def test_contacts_problems_and_strengths_answer_with_the_id_and_time_stored(

@@ -105,12 +105,10 @@ class RegistryClient(ServiceClient):
         """A list of the case: problems, strengths, agreements, measures, approvals, leads."""
         return self.get(f"/cases/{case_id}/{part}")
 
-    def assessments(self, case_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.get(f"/cases/{case_id}/assessments")
-        return result
-
-    def contacts(self, case_id: str, *, page_size: int = 50) -> dict[str, Any]:
-        result: dict[str, Any] = self.get(f"/cases/{case_id}/contacts", page_size=page_size)
+    def workspace(self, case_id: str, *, contacts: int = 50) -> dict[str, Any]:
+        """The case with its parts (problems, strengths, agreements, measures, approvals,
+        assessments, the newest contacts) and the family's number, in one call."""
+        result: dict[str, Any] = self.get(f"/cases/{case_id}/workspace", contacts=contacts)
         return result
 
     def catalogue(self, name: str) -> list[dict[str, Any]]:
