@@ -70,6 +70,12 @@ class FakeRegistry:
     def case(self, case_id: str) -> dict[str, Any]:
         raise ServiceDown("registry", "timeout")
 
+    def workspace(self, case_id: str, *, contacts: int = 50) -> dict[str, Any]:
+        raise ServiceDown("registry", "timeout")
+
+    def catalogue(self, name: str) -> list[dict[str, Any]]:
+        raise ServiceDown("registry", "timeout")
+
     def pending_intakes(self, *, district: str | None = None) -> int:
         return 2
 
