@@ -51,6 +51,7 @@ chaos: setup
 bench: setup
 	$(BIN)/python -m bench.event_bus --json bench/results/event_bus.json $(BENCH_ARGS)
 	$(BIN)/python -m bench.raids_order
+	$(BIN)/python -m bench.console_pages --json bench/results/console_pages.json
 
 lint: setup
 	$(BIN)/ruff check .
