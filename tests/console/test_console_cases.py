@@ -548,3 +548,29 @@ def test_every_registry_code_the_workspace_shows_has_a_label() -> None:
     assert set(models.MEASURE_STATUSES) <= set(LABELS["measure_status"])
     assert set(models.STAGES) <= set(LABELS["stage"])
     assert set(access.ACCESS_REASONS) <= set(LABELS["agency_access_reason"])
+
+
+def test_the_approvals_inbox_asks_both_services_at_once_and_names_the_registry_when_down(
+    make_app: Any, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    threads: set[str] = set()
+    inbox = registry.approvals_inbox
+
+    def recorded(**filters: Any) -> dict[str, Any]:
+        threads.add(threading.current_thread().name)
+        return inbox(**filters)
+
+    monkeypatch.setattr(registry, "approvals_inbox", recorded)
+    coordinator = signed_in(make_app())
+    assert coordinator.get("/approvals").status_code == 200
+    assert all(name.startswith("console-api") for name in threads)  # in the gather's pool
+
+    def down(**_filters: Any) -> dict[str, Any]:
+        raise ServiceDown("registry", "timeout")
+
+    monkeypatch.setattr(registry, "approvals_inbox", down)
+    answer = coordinator.get("/approvals")
+    assert answer.status_code == 503
+    assert "Реестр семей" in answer.get_data(as_text=True)

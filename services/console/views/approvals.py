@@ -24,10 +24,21 @@ def inbox() -> Any:
     district = request.args.get("district") or None
     clients = console_clients()
     registry = clients.registry
-    parts = gather({"agencies": clients.referrals.agencies})
-    page = registry.approvals_inbox(
-        state="pending", mine_to_decide=True, kind=kind, district=district, page_size=200
+    # both at once: the page waits for the slower, not for the sum
+    parts = gather(
+        {
+            "agencies": clients.referrals.agencies,
+            "page": lambda: registry.approvals_inbox(
+                state="pending", mine_to_decide=True, kind=kind, district=district, page_size=200
+            ),
+        }
     )
+    inbox = parts["page"]
+    if inbox.down is not None:  # the list itself: the 503 page naming the registry
+        raise inbox.down
+    if inbox.refused is not None:
+        raise inbox.refused
+    page = inbox.value
     agencies = parts["agencies"].value if parts["agencies"].ok else []
     names = {p["person_id"]: p["name"] for p in staff(agencies or [])}
     return render_template(
