@@ -119,6 +119,22 @@ LABELS: dict[str, dict[str, Any]] = {
         "cancelled": _l("Отменено"),
         "entered-in-error": _l("Ошибочная запись"),
     },
+    "urgency": {
+        "routine": _l("Обычная"),
+        "urgent": _l("Срочно"),
+        "asap": _l("Как можно скорее"),
+        "stat": _l("Немедленно"),
+    },
+    "overdue_kind": {
+        "acknowledge": _l("Нет ответа"),
+        "complete": _l("Не выполнено в срок"),
+    },
+    "link_action": {
+        "accept": _l("Принять"),
+        "reject": _l("Отказать"),
+        "start": _l("Начать работу"),
+        "complete": _l("Сообщить о выполнении"),
+    },
     "raid_status": {
         "planned": _l("Запланирован"),
         "confirmed": _l("Подтверждён"),

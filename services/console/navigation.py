@@ -21,6 +21,7 @@ AREAS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("/approvals", _l("Утверждения"), (COORDINATOR,)),
     ("/access/grants", _l("Экстренный доступ"), (COORDINATOR,)),
     ("/statistics", _l("Статистика"), (COORDINATOR, AUDITOR, ADMIN)),
+    ("/audit", _l("Журнал доступа"), (AUDITOR, ADMIN)),
     ("/admin", _l("Администрирование"), (ADMIN,)),
 )
 

@@ -76,3 +76,69 @@ class ReferralsClient(ServiceClient):
             "items"
         ]
         return result
+
+    def referrals(self, **filters: Any) -> dict[str, Any]:
+        """A page of referrals (an agency sees only those addressed to it)."""
+        result: dict[str, Any] = self.get("/referrals", **filters)
+        return result
+
+    def overdue(self, **filters: Any) -> dict[str, Any]:
+        """Coordinators' view: referrals not acknowledged or not completed in time."""
+        result: dict[str, Any] = self.get("/referrals/overdue", **filters)
+        return result
+
+    def transition(
+        self, referral_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/referrals/{referral_id}/transitions", body, idempotency_key=idempotency_key
+        )
+        return result
+
+    def claim(self, referral_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/referrals/{referral_id}/claim", idempotency_key=idempotency_key
+        )
+        return result
+
+    def comment(self, referral_id: str, body: str, *, idempotency_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/referrals/{referral_id}/comments", {"body": body}, idempotency_key=idempotency_key
+        )
+        return result
+
+    def by_link(self, referral_id: str, token: str) -> dict[str, Any]:
+        """What a signed answer link shows (no account: the token is the sign-in)."""
+        result: dict[str, Any] = self.get(f"/referrals/{referral_id}/respond", token=token)
+        return result
+
+    def answer_by_link(self, referral_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.request(
+            "POST", f"/referrals/{referral_id}/respond", params={"token": token}, json=body
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def signals(self, **filters: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/signals", **filters)
+        return result
+
+    def signal(self, signal_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/signals/{signal_id}")
+        return result
+
+    def accept_signal(
+        self, signal_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/signals/{signal_id}/accept", body, idempotency_key=idempotency_key
+        )
+        return result
+
+    def dismiss_signal(
+        self, signal_id: str, reason: str, *, idempotency_key: str
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.post(
+            f"/signals/{signal_id}/dismiss", {"reason": reason}, idempotency_key=idempotency_key
+        )
+        return result

@@ -155,3 +155,25 @@ class RegistryClient(ServiceClient):
         """Emergency accesses: a coordinator's are everyone's, agency staff's their own."""
         result: dict[str, Any] = self.get("/break-glass", **filters)
         return result
+
+    def intake_of_signal(self, signal_id: str) -> dict[str, Any] | None:
+        """The intake an accepted signal became (whatever its state), with its candidates."""
+        items = self.get("/intakes", signal_id=signal_id, page_size=1)["items"]
+        if not items:
+            return None
+        result: dict[str, Any] = self.get(f"/intakes/{items[0]['id']}")
+        return result
+
+    def statistics(self, **filters: Any) -> dict[str, Any]:
+        """The yearly table (entered, re-entered, removed, in the bank at year end)."""
+        result: dict[str, Any] = self.get("/statistics", **filters)
+        return result
+
+    def statistics_png(self, **filters: Any) -> bytes:
+        """The same table as a chart (the registry draws it)."""
+        return self.request("GET", "/statistics", params={**filters, "format": "png"}).content
+
+    def audit(self, **filters: Any) -> dict[str, Any]:
+        """The registry's audit trail: who read or changed which family's data, and when."""
+        result: dict[str, Any] = self.get("/audit", **filters)
+        return result

@@ -4,6 +4,7 @@ module, or a new module listed here."""
 from __future__ import annotations
 
 from services.console.views.access import access
+from services.console.views.admin import admin
 from services.console.views.approvals import approvals
 from services.console.views.auth import auth
 from services.console.views.cases import cases
@@ -13,6 +14,9 @@ from services.console.views.family_intakes import family_intakes
 from services.console.views.family_new import family_new
 from services.console.views.home import home
 from services.console.views.links import links
+from services.console.views.referrals import referrals
+from services.console.views.signals import signals
+from services.console.views.statistics import statistics
 
 BLUEPRINTS = (
     auth,
@@ -25,4 +29,8 @@ BLUEPRINTS = (
     family_intakes,
     family_card,
     links,
+    referrals,
+    signals,
+    statistics,
+    admin,
 )

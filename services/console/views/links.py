@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, request
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 
 from services.console.app import console, console_clients, public_page
-from services.console.clients import ApiError, ServiceDown
+from services.console.clients import ApiError, NotFound, ServiceDown, SignInAgain
+from services.console.forms import FormState
 
 links = Blueprint("links", __name__)
 
@@ -57,6 +59,88 @@ def person_calendar(person_id: str) -> Any:
     except ApiError:  # a link that is wrong, expired or not this person's: nothing to show
         abort(404)
     return _calendar(answer.content, "opora-raids.ics")
+
+
+ANSWER_FIELDS = {"reason": _l("Причина отказа"), "outcome": _l("Результат")}
+LINK_ACTIONS = ("accept", "reject", "start", "complete")
+
+
+def _link_token() -> str:
+    token = request.args.get("token", "")
+    if not 10 <= len(token) <= 500 or not token.isascii():
+        abort(404)
+    return token
+
+
+def _link_gone() -> tuple[str, int]:
+    """A link that is wrong, expired or replaced by a newer message's: say so, show nothing."""
+    return render_template("links/gone.html"), 410
+
+
+@links.route("/referrals/<referral_id>/respond")
+@public_page
+def respond(referral_id: str) -> Any:
+    """The volunteer's page (an agency without an account): the referral as the signed link
+    shows it, never the family file, and the answers it takes now."""
+    token = _link_token()
+    try:
+        referral = console_clients().referrals.by_link(referral_id, token)
+    except (SignInAgain, NotFound):
+        return _link_gone()
+    return _respond_page(referral_id, token, referral, FormState.new(ANSWER_FIELDS))
+
+
+@links.route("/referrals/<referral_id>/respond", methods=["POST"])
+@public_page
+def answer(referral_id: str) -> Any:
+    """One answer (accept, reject with a reason, start, complete with an outcome), sent to the
+    referrals API with the link's token; then the page again, showing the new state."""
+    token = _link_token()
+    action = request.form.get("action", "")
+    if action not in LINK_ACTIONS:
+        abort(400)
+    form = FormState.from_request(ANSWER_FIELDS)
+    body: dict[str, Any] = {"action": action}
+    if action == "reject":
+        body["reason"] = form.value("reason") or None
+    if action == "complete":
+        body["outcome"] = form.value("outcome") or None
+    clients = console_clients().referrals
+    try:
+        clients.answer_by_link(referral_id, token, body)
+    except (SignInAgain, NotFound):
+        return _link_gone()
+    except ApiError as error:
+        form.fail(error)
+        if error.status == 409 and not error.errors:
+            form.errors = {
+                "_form": [str(_l("Этот ответ уже не подходит: направление изменилось."))]
+            }
+        try:
+            referral = clients.by_link(referral_id, token)
+        except (SignInAgain, NotFound):
+            return _link_gone()
+        return _respond_page(referral_id, token, referral, form, failed=action), 422
+    return redirect(url_for("links.respond", referral_id=referral_id, token=token, done=action))
+
+
+def _respond_page(
+    referral_id: str,
+    token: str,
+    referral: dict[str, Any],
+    form: FormState,
+    failed: str | None = None,
+) -> str:
+    done = request.args.get("done") if request.args.get("done") in LINK_ACTIONS else None
+    return render_template(
+        "links/respond.html",
+        referral=referral,
+        referral_id=referral_id,
+        token=token,
+        form=form,
+        failed=failed,
+        done=done,
+    )
 
 
 def _calendar(body: bytes, filename: str) -> Response:
