@@ -203,6 +203,8 @@ def test_the_readme_story_by_clicks(
     expect(volunteer.locator("h1")).to_contain_text(charity_number)
     assert "Соколов" not in volunteer.content()  # the referral, never the family file
     axe(volunteer)
+    volunteer.set_viewport_size({"width": 360, "height": 740})  # a volunteer's phone
+    assert volunteer.evaluate("document.documentElement.scrollWidth") <= 360
     volunteer.get_by_role("button", name="Принять направление").click()
     expect(volunteer.locator("#answer-done")).to_be_visible()
     expect(volunteer.locator("#referral-status")).to_have_text("Принято")
@@ -242,6 +244,15 @@ def test_the_readme_story_by_clicks(
     expect(specialist.locator("#approvals")).to_contain_text("Ожидает решения")
     decide(coordinator, system, workspace, "Постановление КДН и ЗП № 14/2")
     expect(coordinator.locator('#stage [aria-current="step"]')).to_have_text("Закрыт")
+
+    coordinator.goto(system.url + "/referrals/overdue")
+    expect(coordinator.locator("h1")).to_have_text("Просроченные направления и эскалации")
+    axe(coordinator)
+    stranger = browser.new_context().new_page()  # a link whose token is not the referral's
+    gone = stranger.goto(link.split("?token=")[0] + "?token=" + "x" * 40)
+    assert gone is not None and gone.status == 410
+    expect(stranger.locator("h1")).to_have_text("Ссылка больше не действует")
+    axe(stranger)
 
     # 8. the regional office's statistics, an admin's audit trail of the family
     region = browser.new_context().new_page()
