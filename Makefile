@@ -28,7 +28,7 @@ $(ASSETS): node_modules/.package-lock.json
 translations: setup
 	cd services/console && ../../$(BIN)/pybabel extract -F babel.cfg -k _l --no-location \
 	   -o /tmp/opora-console.pot . && ../../$(BIN)/pybabel update -i /tmp/opora-console.pot \
-	   -d translations && ../../$(BIN)/pybabel compile -d translations
+	   -d translations -w 100 && ../../$(BIN)/pybabel compile -d translations
 
 $(BIN)/opora: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

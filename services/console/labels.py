@@ -142,6 +142,11 @@ LABELS: dict[str, dict[str, Any]] = {
         "completed": _l("Завершён"),
         "cancelled": _l("Отменён"),
     },
+    "raid_purpose": {
+        "planned_check": _l("Плановая проверка"),
+        "complaint_followup": _l("Проверка по жалобе"),
+        "seasonal_operation": _l("Сезонная операция"),
+    },
     "intake_state": {
         "pending": _l("Ждёт решения"),
         "attached": _l("Присоединён к семье"),

@@ -51,6 +51,10 @@ def test_coordinator_signs_in_and_sees_what_needs_them(
         page.evaluate("htmx.trigger('#panels', 'refresh')")
     assert answer.value.status == 200
     page.wait_for_selector("#panels #panel-signals .counter")
+    page.locator("#panel-raids a.counter").first.click()  # tomorrow's raids: that day's list
+    page.wait_for_url("**/raids?*")
+    assert page.locator("h1").inner_text().startswith("Рейды на ")
+    axe(page)
     assert errors == []
 
 

@@ -95,6 +95,23 @@ class FakeRaids:
             raise ServiceDown("raids", "ConnectError")
         return 1
 
+    def raids(self, **filters: Any) -> dict[str, Any]:
+        if self.down:
+            raise ServiceDown("raids", "ConnectError")
+        self.asked = filters
+        raid = {
+            "id": "r1",
+            "title": "Межведомственный рейд",
+            "purpose": "planned_check",
+            "district": "Тарногский район",
+            "status": "confirmed",
+            "local_start": "09:00",
+            "local_end": "17:00",
+            "family_count": 4,
+            "participant_count": 3,
+        }
+        return {"items": [raid], "total": 1, "page": 1, "page_size": 100}
+
 
 class FakeNotifications:
     def short_link_target(self, code: str) -> str | None:
@@ -441,3 +458,33 @@ def test_sessions_live_in_postgresql_in_production(postgres_admin_url: str, tmp_
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_every_menu_entry_opens_a_page_the_console_serves(make_app: Any) -> None:
+    """A menu entry with no page behind it is a dead end for the person who clicks it."""
+    from services.console.navigation import AREAS
+
+    app = make_app()
+    adapter = app.url_map.bind("console.test")
+    for url, _title, _roles in AREAS:
+        endpoint, _args = adapter.match(url, method="GET")
+        assert endpoint != "static", url
+
+
+def test_the_raids_counter_opens_the_raids_of_that_day(make_app: Any) -> None:
+    """The home page's "tomorrow's raids" links to /raids?date=...: that list answers with the
+    day's raids, labelled (no raw codes), and a date it cannot read is said so, not a 500."""
+    client = signed_in(make_app())
+    home = client.get("/").get_data(as_text=True)
+    link = re.search(r'href="(/raids\?[^"]+)"', home)
+    assert link, home
+    page = client.get(link.group(1).replace("&amp;", "&"))
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Межведомственный рейд" in text and "Плановая проверка" in text
+    assert "Подтверждён" in text and "planned_check" not in text
+    assert "/raids/r1.ics" in text
+    bad = client.get("/raids?date=32.13.2026").get_data(as_text=True)
+    assert "Дату не удалось прочитать" in bad
+    down = signed_in(make_app(raids_down=True)).get("/raids")
+    assert down.status_code == 503 and "raids" in down.get_data(as_text=True).lower()

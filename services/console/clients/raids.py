@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import httpx
 
@@ -11,6 +12,11 @@ from services.console.clients.base import ServiceClient
 
 class RaidsClient(ServiceClient):
     service = "raids"
+
+    def raids(self, **filters: Any) -> dict[str, Any]:
+        """A page of raids (``GET /raids``): filters ``starts_from``, ``starts_until``,
+        ``status``, ``district``, ``person_id``, ``page``, ``page_size``."""
+        return dict(self.get("/raids", **{k: v for k, v in filters.items() if v is not None}))
 
     def raids_on(self, day: dt.date, *, person_id: str | None = None) -> int:
         """Raids (not cancelled or completed ones) on ``day``, of ``person_id`` if given."""

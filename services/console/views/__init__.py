@@ -14,6 +14,7 @@ from services.console.views.family_intakes import family_intakes
 from services.console.views.family_new import family_new
 from services.console.views.home import home
 from services.console.views.links import links
+from services.console.views.raids import raids
 from services.console.views.referrals import referrals
 from services.console.views.signals import signals
 from services.console.views.statistics import statistics
@@ -29,6 +30,7 @@ BLUEPRINTS = (
     family_intakes,
     family_card,
     links,
+    raids,
     referrals,
     signals,
     statistics,
