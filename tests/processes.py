@@ -15,6 +15,7 @@ its queues and exits, and comes back once the broker does. A process a test cras
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,7 +33,27 @@ ROOT = Path(__file__).resolve().parents[1]
 WEB, WORKER = "web", "worker"
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range: a server restarted on the same port (the
+    fault suite's broker and database) must not find it taken meanwhile by some client's
+    outgoing connection, which the kernel numbers from that range."""
+    low, high = 10_000, _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high) if high > low else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
