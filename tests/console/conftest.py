@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from processes import Processes
 
-from shared.config import APPS, CONSOLE, SERVICES, load_settings
+from shared import db
+from shared.config import APPS, CONSOLE, SERVICES, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("OPORA_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -129,3 +130,18 @@ def screenshot() -> Callable[[Any, str], None]:
             page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
     return take
+
+
+@pytest.fixture
+def console_settings(tmp_path: Path) -> Settings:
+    """The console's settings in the embedded mode over a fresh sessions database, for view
+    tests that build the app with their clients faked at the client-class boundary."""
+    env = {
+        "OPORA_MODE": "embedded",
+        "OPORA_DATA_DIR": str(tmp_path),
+        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
+        "OPORA_PUBLIC_URL": "http://console.test",
+    }
+    settings = load_settings("console", env=env)
+    db.upgrade("console", settings.database_url)
+    return settings

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from flask.testing import FlaskClient
 
 from services.console.app import create_app
 from services.console.clients import ApiError, NotFound, ServiceDown
-from shared import db
-from shared.config import load_settings
+from shared.config import Settings
 
 TODAY = dt.date.today()
 DOMAINS = (
@@ -248,15 +246,8 @@ def registry() -> FakeRegistry:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, registry: FakeRegistry) -> Iterator[Any]:
-    env = {
-        "OPORA_MODE": "embedded",
-        "OPORA_DATA_DIR": str(tmp_path),
-        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
-        "OPORA_PUBLIC_URL": "http://console.test",
-    }
-    settings = load_settings("console", env=env)
-    db.upgrade("console", settings.database_url)
+def make_app(console_settings: Settings, registry: FakeRegistry) -> Iterator[Any]:
+    settings = console_settings
 
     def build(referrals_down: bool = False) -> Flask:
         referrals = FakeReferrals(referrals_down)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ from flask.testing import FlaskClient
 from console.test_console_views import FakeClients, FakeRegistry, csrf, signed_in
 from services.console.app import create_app
 from services.console.clients import ApiError, ServiceDown
-from shared import db
-from shared.config import load_settings
+from shared.config import Settings
 
 FAMILY = {
     "id": "fam-1",
@@ -188,15 +186,8 @@ class DataBankClients(FakeClients):
 
 
 @pytest.fixture
-def bank(tmp_path: Path) -> Iterator[tuple[Flask, DataBankRegistry]]:
-    env = {
-        "OPORA_MODE": "embedded",
-        "OPORA_DATA_DIR": str(tmp_path),
-        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
-        "OPORA_PUBLIC_URL": "http://console.test",
-    }
-    settings = load_settings("console", env=env)
-    db.upgrade("console", settings.database_url)
+def bank(console_settings: Settings) -> Iterator[tuple[Flask, DataBankRegistry]]:
+    settings = console_settings
     registry = DataBankRegistry()
     app = create_app(settings, clients_factory=lambda _t, _c: DataBankClients(registry))  # type: ignore[arg-type,return-value]
     yield app, registry

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,7 @@ from console.test_console_views import AGENCIES, FakeNotifications, FakeRaids, F
 from services.console.app import create_app
 from services.console.clients import ApiError, SignInAgain
 from services.console.views.signals import countdown
-from shared import db
-from shared.config import load_settings
+from shared.config import Settings
 
 TOKEN = "signed-token-0123456789"
 NOW = dt.datetime.now(dt.UTC)
@@ -177,15 +175,8 @@ def fake() -> FakeReferrals:
 
 
 @pytest.fixture
-def app(tmp_path: Path, fake: FakeReferrals) -> Iterator[Flask]:
-    env = {
-        "OPORA_MODE": "embedded",
-        "OPORA_DATA_DIR": str(tmp_path),
-        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
-        "OPORA_PUBLIC_URL": "http://console.test",
-    }
-    settings = load_settings("console", env=env)
-    db.upgrade("console", settings.database_url)
+def app(console_settings: Settings, fake: FakeReferrals) -> Iterator[Flask]:
+    settings = console_settings
     yield create_app(settings, clients_factory=lambda _t, _c: Clients(fake))  # type: ignore[arg-type,return-value]
 
 

@@ -19,7 +19,7 @@ from services.console.clients import ServiceDown
 from services.console.clients.base import ApiError, _api_error
 from services.console.views.auth import safe_next
 from shared import db
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "services" / "console" / "templates"
 AGENCIES = [
@@ -127,15 +127,8 @@ class FakeClients:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
-    env = {
-        "OPORA_MODE": "embedded",
-        "OPORA_DATA_DIR": str(tmp_path),
-        "OPORA_JWT_SECRET": "test-secret-test-secret-test-secret",
-        "OPORA_PUBLIC_URL": "http://console.test",
-    }
-    settings = load_settings("console", env=env)
-    db.upgrade("console", settings.database_url)
+def make_app(console_settings: Settings) -> Iterator[Any]:
+    settings = console_settings
 
     def build(**fake: bool) -> Flask:
         app = create_app(settings, clients_factory=lambda _token, _corr: FakeClients(**fake))  # type: ignore[arg-type,return-value]
