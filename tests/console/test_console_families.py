@@ -38,6 +38,12 @@ class DataBankRegistry(FakeRegistry):
         self.calls: list[dict[str, Any]] = []
         self.exports: list[tuple[str, dict[str, Any]]] = []
         self.reports: list[dict[str, Any]] = []
+        self.address: dict[str, Any] = {
+            "region": "Вологодская область",
+            "district": "Тарногский район",
+            "settlement": "с. Заречье",
+        }
+        self.moves = [{"valid_from": "2026-03-01", **self.address}]
 
     def families(self, **filters: Any) -> dict[str, Any]:
         self.calls.append(filters)
@@ -61,7 +67,7 @@ class DataBankRegistry(FakeRegistry):
     def family(self, family_id: str) -> dict[str, Any]:
         return {
             **FAMILY,
-            "address": {"district": "Тарногский район", "settlement": "с. Заречье"},
+            "address": self.address,
             "members": [
                 {"role": "mother", "full_name": "Смирнова Елена", "birth_date": "1989-03-14"},
                 {"role": "child", "full_name": "Смирнов Артём", "birth_date": "2013-09-02"},
@@ -85,9 +91,25 @@ class DataBankRegistry(FakeRegistry):
         ]
 
     def addresses(self, family_id: str) -> list[dict[str, Any]]:
-        return [
-            {"valid_from": "2026-03-01", "district": "Тарногский район", "settlement": "с. Заречье"}
-        ]
+        return self.moves
+
+    def update_family(
+        self, family_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Like the registry: latitude past 90 is refused; a new settlement is a move."""
+        self.reports.append({"update": family_id, **body, "key": idempotency_key})
+        address = body["address"]
+        if address["latitude"] is not None and float(address["latitude"]) > 90:
+            raise ApiError(
+                "registry",
+                422,
+                "Unprocessable",
+                errors={"json.address.latitude": ["Must be greater than or equal to -90."]},
+            )
+        if address["settlement"] != self.address["settlement"]:
+            self.moves.append({"valid_from": "2026-12-07", **address})
+        self.address = dict(address)
+        return {"id": family_id, "address": self.address}
 
     def family_cases(self, family_id: str) -> list[dict[str, Any]]:
         return [{"id": "case-1", "stage": "support", "opened_on": "2026-03-01"}]
@@ -324,6 +346,62 @@ def test_the_family_card_merges_one_timeline_and_survives_referrals_down(bank: A
     assert "Школа, ПДН" in page
     for code in ("raid_visit", "risk_group", "police_pdn", "approved"):
         assert code not in page
+
+
+def test_the_address_form_corrects_the_address_and_shows_the_registry_field_errors(
+    bank: Any,
+) -> None:
+    app, registry = bank
+    client = signed_in(app)
+    page = page_of(client, "/families/fam-1")
+    form = page.split('id="address-title"')[1]
+    assert 'name="settlement" type="text" value="с. Заречье"' in form
+    assert 'name="latitude" type="text" value=""' in form
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form)
+    assert key
+    typed = {
+        "csrf_token": csrf(client, "/families/fam-1"),
+        "idempotency_key": key.group(1),
+        "district": "Тарногский район",
+        "settlement": "д. Кокшеньга",
+        "street": "Лесная",
+        "house": "5",
+        "flat": "",
+        "latitude": "91",
+        "longitude": "43,451",
+    }
+    answer = client.post("/families/fam-1/address", data=typed)
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    latitude = page.split('<label for="field-latitude">')[1].split("</div>")[0]
+    assert "Must be greater than or equal to -90." in latitude
+    assert 'value="91"' in latitude and 'aria-invalid="true"' in latitude
+    assert 'name="settlement" type="text" value="д. Кокшеньга"' in page
+    assert registry.reports[-1]["address"]["longitude"] == "43.451"  # the decimal comma read
+    assert registry.reports[-1]["address"]["region"] == "Вологодская область"
+    assert registry.address["settlement"] == "с. Заречье"  # nothing changed
+    new_key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
+    assert new_key and new_key.group(1) != key.group(1)
+
+    answer = client.post(
+        "/families/fam-1/address",
+        data={**typed, "latitude": "60.542", "idempotency_key": new_key.group(1)},
+    )
+    assert answer.status_code == 303
+    assert answer.headers["Location"].startswith("/families/fam-1")
+    assert registry.reports[-1]["key"] == new_key.group(1)
+    page = page_of(client, "/families/fam-1")
+    facts = page.split("</dl>")[0]
+    assert "д. Кокшеньга, Лесная" in facts and "60.542, 43.451" in facts
+    history = page.split('id="history-title"')[1]
+    assert "с 07.12.2026: Тарногский район, д. Кокшеньга, Лесная, 5" in history
+
+    inspector = signed_in(app, "demo-inspector")
+    assert 'id="address-title"' not in page_of(inspector, "/families/fam-1")
+    refused = inspector.post(
+        "/families/fam-1/address", data={**typed, "csrf_token": csrf(inspector, "/families/fam-1")}
+    )
+    assert refused.status_code == 403
 
 
 def test_registration_checks_first_keeps_what_was_typed_and_links(bank: Any) -> None:

@@ -39,6 +39,15 @@ class RegistryClient(ServiceClient):
         result: dict[str, Any] = self.post("/families", body, idempotency_key=idempotency_key)
         return result
 
+    def update_family(
+        self, family_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Change the family's data (``PATCH /families/{id}``; here its address)."""
+        result: dict[str, Any] = self.patch(
+            f"/families/{family_id}", body, idempotency_key=idempotency_key
+        )
+        return result
+
     def category_history(self, family_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get(f"/families/{family_id}/category")
         return result

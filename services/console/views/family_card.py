@@ -10,19 +10,35 @@ case's lists at once. A service down empties only its part.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, redirect, render_template
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
-from services.console.app import console_clients
-from services.console.clients import Outcome, gather
+from services.console.app import console_clients, current_person
+from services.console.clients import ApiError, Outcome, gather
+from services.console.forms import FORM_ERRORS, FormState
 from services.console.labels import label
+from shared.auth.roles import COORDINATOR, LEAD_SPECIALIST
 
 family_card = Blueprint("family_card", __name__)
 
 CASE_PARTS = ("contacts", "assessments", "approvals", "agreements")
+ADDRESS_EDITORS = (LEAD_SPECIALIST, COORDINATOR)
+"""Who the registry lets ``PATCH /families/{id}`` (its ``CASEWORK``); others see no form."""
+ADDRESS_FIELDS = {
+    "district": _l("Район"),
+    "settlement": _l("Населённый пункт"),
+    "street": _l("Улица"),
+    "house": _l("Дом"),
+    "flat": _l("Квартира"),
+    "latitude": _l("Широта"),
+    "longitude": _l("Долгота"),
+}
+COORDINATES = ("latitude", "longitude")
 
 
 @dataclass(frozen=True)
@@ -109,8 +125,44 @@ def timeline(
     return sorted(entries, key=lambda e: e.on, reverse=True)
 
 
-@family_card.route("/families/<family_id>")
-def card(family_id: str) -> Any:
+def may_edit_address() -> bool:
+    person = current_person()
+    return person is not None and person.has_role(*ADDRESS_EDITORS)
+
+
+def address_form(family: dict[str, Any]) -> FormState:
+    """The address form, filled with the family's current address."""
+    return FormState.new(ADDRESS_FIELDS, family.get("address") or {})
+
+
+def address_body(form: FormState, family: dict[str, Any]) -> dict[str, Any]:
+    """The registry's ``AddressIn``: the region is kept as it is; a decimal comma (60,542) is
+    read as a point."""
+    address: dict[str, Any] = {"region": (family.get("address") or {}).get("region")}
+    for name in ADDRESS_FIELDS:
+        value = form.value(name)
+        if name in COORDINATES:
+            value = value.replace(",", ".")
+        address[name] = value or None
+    return {"address": address}
+
+
+def fail_address(form: FormState, error: ApiError) -> None:
+    """``json.address.latitude`` goes next to the latitude field; the rest to the summary."""
+    form.idempotency_key = str(uuid.uuid4())  # the refusal is stored under the old key
+    for path, messages in error.errors.items():
+        parts = path.split(".")
+        if parts[0] in ("json", "form"):
+            parts = parts[1:]
+        if parts and parts[0] == "address":
+            parts = parts[1:]
+        name = parts[0] if parts and parts[0] in ADDRESS_FIELDS else FORM_ERRORS
+        form.errors.setdefault(name, []).extend(messages)
+    if not error.errors:
+        form.errors.setdefault(FORM_ERRORS, []).append(error.detail or error.title)
+
+
+def render_card(family_id: str, form: FormState | None = None, status: int = 200) -> Any:
     clients = console_clients()
     registry = clients.registry
     family = registry.family(family_id)  # 404/403 become the console's pages
@@ -130,12 +182,44 @@ def card(family_id: str) -> Any:
     }
     parts = gather(calls) if calls else {}
     agreements = [item for case in cases for item in items_of(parts[f"{case['id']}:agreements"])]
-    return render_template(
-        "families/card.html",
-        family=family,
-        first=first,
-        cases=cases,
-        agreements=agreements,
-        parts_down=any(outcome.down for outcome in parts.values()),
-        entries=timeline(cases, parts, items_of(first["history"]), items_of(first["referrals"])),
+    if form is None and may_edit_address():
+        form = address_form(family)
+    return (
+        render_template(
+            "families/card.html",
+            family=family,
+            first=first,
+            cases=cases,
+            agreements=agreements,
+            parts_down=any(outcome.down for outcome in parts.values()),
+            entries=timeline(
+                cases, parts, items_of(first["history"]), items_of(first["referrals"])
+            ),
+            address_form=form,
+        ),
+        status,
     )
+
+
+@family_card.route("/families/<family_id>")
+def card(family_id: str) -> Any:
+    return render_card(family_id)
+
+
+@family_card.post("/families/<family_id>/address")
+def update_address(family_id: str) -> Any:
+    """Correct the address (README step 2: the coordinates the school did not know); a
+    refusal brings the card back with what was typed and the errors next to the fields."""
+    if not may_edit_address():
+        abort(403)
+    form = FormState.from_request(ADDRESS_FIELDS)
+    registry = console_clients().registry
+    family = registry.family(family_id)
+    try:
+        registry.update_family(
+            family_id, address_body(form, family), idempotency_key=form.idempotency_key
+        )
+    except ApiError as error:
+        fail_address(form, error)
+        return render_card(family_id, form, 422)
+    return redirect(f"/families/{family_id}#address-title", code=303)
