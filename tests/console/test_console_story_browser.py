@@ -8,9 +8,8 @@ with the commission's decision, the regional office sees the statistics and an a
 family's audit trail. Every page this story adds is checked with axe-core; then every link of
 every email and SMS delivered to the story's people opens a working page for its recipient.
 
-Left out, as the README's story has them outside the console: the coordinates of step 2 (the
-console has no address form yet), steps 5-6 (the raid) and so the clinic's FHIR referral of
-step 7."""
+Left out, as the README's story has them outside the console: steps 5-6 (the raid) and so the
+clinic's FHIR referral of step 7."""
 
 from __future__ import annotations
 
@@ -138,6 +137,14 @@ def test_the_readme_story_by_clicks(
     workspace = coordinator.locator("#case-link").get_attribute("href")
     family_id = coordinator.locator("#family-link").get_attribute("href").split("/")[2]
     assert workspace and workspace.startswith("/cases/")
+    # ... and adds the coordinates the school did not know, on the family card
+    coordinator.goto(f"{system.url}/families/{family_id}")
+    coordinator.get_by_label("Широта").fill("60.542")
+    coordinator.get_by_label("Долгота").fill("43.451")
+    coordinator.get_by_role("button", name="Сохранить адрес").click()
+    expect(coordinator.locator("dl.facts")).to_contain_text("60.542, 43.451")
+    expect(coordinator.get_by_label("Населённый пункт")).to_have_value("с. Спасское")
+    axe(coordinator)
 
     # 3. the specialist plans the support in the case workspace; the coordinator approves
     specialist = browser.new_page()
