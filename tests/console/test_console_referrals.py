@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from console.test_console_views import AGENCIES, FakeNotifications, FakeRaids, FakeRegistry
 from services.console.app import create_app
-from services.console.clients import ApiError, SignInAgain
+from services.console.clients import ApiError, ServiceDown, SignInAgain
 from services.console.views.signals import countdown
 from shared.config import Settings
 
@@ -50,6 +50,8 @@ class FakeReferrals:
         self.calls: list[tuple[str, Any]] = []
         self.status = "requested"
         self.link_valid = True
+        self.known: dict[str, Any] = {"surname": "Морозов"}
+        self.duplicates: list[dict[str, Any]] | None = None  # None: the registry is down
 
     def agencies(self) -> list[dict[str, Any]]:
         return AGENCIES
@@ -120,10 +122,21 @@ class FakeReferrals:
     def signal(self, signal_id: str) -> dict[str, Any]:
         return {
             **self.signals()["items"][0],
-            "family": {"surname": "Морозов"},
+            "family": self.known,
             "refusal_reason": "family-removed",
             "refused_at": NOW.isoformat(),
         }
+
+    def accept_signal(self, signal_id: str, body: dict[str, Any], *, idempotency_key: str) -> Any:
+        self.calls.append(("accept", body))
+        return {}
+
+    def check_duplicates(self, report: dict[str, Any]) -> list[dict[str, Any]]:
+        """The registry's duplicate check, faked here with the signal it is asked about."""
+        self.calls.append(("duplicates", report))
+        if self.duplicates is None:
+            raise ServiceDown("registry", "timeout")
+        return self.duplicates
 
     def dismiss_signal(self, signal_id: str, reason: str, *, idempotency_key: str) -> Any:
         self.calls.append(("dismiss", reason))
@@ -159,6 +172,7 @@ class Clients:
         self.referrals = referrals
         self.registry = FakeRegistry()
         self.registry.families = lambda **_: {"items": []}  # type: ignore[attr-defined]
+        self.registry.check_duplicates = referrals.check_duplicates  # type: ignore[attr-defined]
         self.registry.statistics = lambda **_: STATS  # type: ignore[attr-defined]
         self.registry.statistics_png = lambda **_: b"\x89PNG fake"  # type: ignore[attr-defined]
         self.registry.audit = lambda **f: {  # type: ignore[attr-defined]
@@ -304,3 +318,66 @@ def test_the_emergency_access_email_s_audit_link_opens_the_grants_for_a_coordina
 ) -> None:
     answer = signed_in(app, "demo-coordinator").get("/audit?entity_id=grant-1")
     assert answer.status_code == 302 and answer.headers["Location"] == "/access/grants"
+
+
+def test_a_signal_s_family_is_checked_for_duplicates_side_by_side_with_why(
+    app: Flask, fake: FakeReferrals
+) -> None:
+    """The signal page asks the registry's duplicate check with the family as the signal reports
+    it, shows each candidate with its reasons, and accepts the signal for the one chosen."""
+    fake.known = {
+        "surname": "Морозов",
+        "settlement": "с. Спасское",
+        "children": [{"name": "Кирилл", "birth_date": "2014-03-09"}, {"name": "Анна"}],
+    }
+    fake.duplicates = [
+        {
+            "family_id": "fam-7",
+            "number": "F-7",
+            "score": 0.64,
+            "matched_fields": ["members.full_name", "address.settlement"],
+        }
+    ]
+    client = signed_in(app, "demo-coordinator")
+    page = client.get("/signals/s1").get_data(as_text=True)
+    child = {"role": "child", "birth_date": None, "school": None, "school_class": None}
+    assert (
+        "duplicates",
+        {
+            "address": {
+                "region": "Тарногский район",
+                "district": "Тарногский район",
+                "settlement": "с. Спасское",
+            },
+            "members": [
+                {**child, "full_name": "Морозов Кирилл", "birth_date": "2014-03-09"},
+                {**child, "full_name": "Морозов Анна"},
+            ],
+        },
+    ) in fake.calls
+    assert "Семья F-7" in page and "Сходство: 64%" in page
+    assert "имя члена семьи" in page and "населённый пункт" in page
+    assert "Это та же семья: принять сигнал для F-7" in page
+    assert 'name="family_id" value="fam-7"' in page
+    answer = client.post(
+        "/signals/s1/accept", data={"family_id": "fam-7", "csrf_token": csrf_of(page)}
+    )
+    assert answer.status_code == 302 and ("accept", {"family_id": "fam-7"}) in fake.calls
+
+
+def test_the_signal_page_works_with_the_registry_down(app: Flask, fake: FakeReferrals) -> None:
+    page = signed_in(app, "demo-coordinator").get("/signals/s1")
+    text = page.get_data(as_text=True)
+    assert (
+        "duplicates",
+        {
+            "address": {
+                "region": "Тарногский район",
+                "district": "Тарногский район",
+                "settlement": "—",
+            },
+            "members": [{"role": "other", "full_name": "Морозов"}],
+        },
+    ) in fake.calls
+    assert page.status_code == 200 and "синяки" in text and "Отклонить сигнал" in text
+    assert "служба сейчас не отвечает" in text and "Сходство" not in text

@@ -124,6 +124,9 @@ def test_the_readme_story_by_clicks(
     axe(coordinator)
     row.get_by_role("link").click()
     expect(coordinator.locator("#signal-observed")).to_have_text(OBSERVED)
+    # the registry's duplicate check took the family as the signal reports it (no refusal)
+    expect(coordinator.locator("#candidates-title")).to_be_visible()
+    expect(coordinator.locator("#candidates .notice")).to_have_count(0)
     axe(coordinator)
     coordinator.get_by_role("button", name="Принять сигнал").click()
     eventually(

@@ -28,6 +28,53 @@ LEAD_FIELDS = {"specialist": _l("Ведущий специалист")}
 ACCEPT_FIELDS = {"family_id": _l("Семья")}
 
 
+def _date(value: Any) -> str | None:
+    """An ISO date as the check takes it; anything else the reporter wrote is left out."""
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat() if value else None
+    except ValueError:
+        return None
+
+
+def duplicate_report(known: dict[str, Any], district: str) -> dict[str, Any] | None:
+    """The family as the signal reports it, in the shape of the registry's duplicate check
+    (``POST /families/duplicates``): the display name of two words or more as an adult, the
+    children named (a given name alone takes the surname), else the bare surname; the district
+    and settlement. The check requires a region and a settlement but compares neither the region
+    nor a missing settlement, so the signal's district stands in for the one and a dash for the
+    other. ``None`` when the signal names nobody."""
+    display = " ".join(str(known.get("display_name") or "").split())
+    surname = " ".join(str(known.get("surname") or "").split()) or (display.split() or [""])[0]
+    members: list[dict[str, Any]] = []
+    if len(display.split()) >= 2:
+        members.append({"role": "other", "full_name": display[:300]})
+    for child in known.get("children") or []:
+        if not isinstance(child, dict):
+            continue
+        name = " ".join(str(child.get("full_name") or child.get("name") or "").split())
+        if name and surname and len(name.split()) == 1:
+            name = f"{surname} {name}"
+        if len(name) < 2:
+            continue
+        school, school_class = child.get("school"), child.get("class") or child.get("school_class")
+        members.append(
+            {
+                "role": "child",
+                "full_name": name[:300],
+                "birth_date": _date(child.get("birth_date")),
+                "school": str(school)[:200] if school else None,
+                "school_class": str(school_class)[:20] if school_class else None,
+            }
+        )
+    if not members and len(surname) >= 2:
+        members.append({"role": "other", "full_name": surname[:100]})
+    if not members or not district:
+        return None
+    settlement = " ".join(str(known.get("settlement") or "").split())[:120] or "—"
+    address = {"region": district[:120], "district": district[:120], "settlement": settlement}
+    return {"address": address, "members": members}
+
+
 def countdown(due_at: str, now: dt.datetime) -> dict[str, Any]:
     """Time left before the triage deadline, and its colour: red within 2 h, amber 6 h."""
     due = dt.datetime.fromisoformat(due_at)
@@ -75,15 +122,10 @@ def render_signal(
     if item["status"] == "accepted":
         parts["intake"] = lambda: clients.registry.intake_of_signal(signal_id)
         parts["agencies"] = clients.referrals.agencies
-    elif item["status"] == "new" and (known.get("surname") or known.get("number")):
-        parts["candidates"] = lambda: clients.registry.families(
-            q=known.get("number") or known.get("surname"),
-            district=item["district"],
-            page_size=10,
-        )["items"]
+    elif item["status"] == "new" and (report := duplicate_report(known, item["district"])):
+        parts["candidates"] = lambda: clients.registry.check_duplicates(report)
     outcomes = gather(parts) if parts else {}
     now = dt.datetime.now(dt.UTC)
-    found = outcomes.get("candidates")
     directory = outcomes.get("agencies")
     specialists = [
         (p["person_id"], f"{p['name']}, {p['agency_name']}")
@@ -93,10 +135,6 @@ def render_signal(
     return (
         render_template(
             "signals/signal.html",
-            candidate_options=[
-                (f["id"], f"{f['number']} · {f.get('address', {}).get('settlement') or ''}")
-                for f in (found.value or [] if found is not None and found.ok else [])
-            ],
             signal=item,
             known=known,
             countdown=countdown(item["triage_due_at"], now) if item["status"] == "new" else None,
