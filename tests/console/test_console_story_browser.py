@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from console.conftest import ConsoleSystem
@@ -45,8 +46,12 @@ LINK = re.compile(r"https?://[^\s<>\"']+")
 
 
 def reloaded(page: Any, check: Any) -> Any:
-    """``check()`` after a reload (events travel between the services in the background)."""
-    page.reload()
+    """``check()`` after a reload (events travel between the services in the background). A
+    reload that meets a navigation still under way is tried again by ``eventually``."""
+    try:
+        page.reload()
+    except PlaywrightError:
+        return False
     return check()
 
 
@@ -128,7 +133,8 @@ def test_the_readme_story_by_clicks(
     expect(coordinator.locator("#candidates-title")).to_be_visible()
     expect(coordinator.locator("#candidates .notice")).to_have_count(0)
     axe(coordinator)
-    coordinator.get_by_role("button", name="Принять сигнал").click()
+    with coordinator.expect_navigation():  # the form's answer, before any reload
+        coordinator.get_by_role("button", name="Принять сигнал").click()
     eventually(
         lambda: reloaded(coordinator, lambda: coordinator.locator("#case-link").count() == 1)
     )
