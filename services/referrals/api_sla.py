@@ -34,11 +34,15 @@ overdue = Blueprint(
 @require(COORDINATOR, ADMIN)
 def list_overdue(args: dict[str, Any]) -> Any:
     """Referrals not acknowledged (still requested) or not completed in time, by working
-    days; filter by district, agency and kind."""
+    days; filter by district, agency, kind and whether escalated."""
     now = utcnow()
     rules = sla.SlaRules.current()
     stmt = sla.overdue_query(
-        now, kind=args.get("kind"), district=args.get("district"), agency_id=args.get("agency_id")
+        now,
+        kind=args.get("kind"),
+        district=args.get("district"),
+        agency_id=args.get("agency_id"),
+        escalated=args.get("escalated"),
     )
     page = paginate(db_session(), stmt, page=args["page"], page_size=args["page_size"])
     page["items"] = [sla.overdue_view(r, rules, now) for r in page["items"]]

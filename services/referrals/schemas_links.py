@@ -146,6 +146,9 @@ class OverdueArgs(PageArgs):
     district = fields.String()
     agency_id = fields.String()
     kind = fields.String(validate=validate.OneOf(OVERDUE_KINDS))
+    escalated = fields.Boolean(
+        metadata={"description": "only those escalated to the coordinator (true) or not (false)"}
+    )
 
 
 class OverdueOut(Schema):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from services.referrals.events import publish
@@ -272,15 +272,24 @@ def overdue_query(
     kind: str | None = None,
     district: str | None = None,
     agency_id: str | None = None,
+    escalated: bool | None = None,
 ) -> Any:
     """Open referrals past a due moment now (whether or not the job has noticed yet), most
-    overdue first."""
+    overdue first; ``escalated`` keeps those escalated (or not yet) for the lateness they show
+    now, as ``overdue_view`` reports it."""
     acknowledge = and_(Referral.status == "requested", Referral.acknowledge_due_at <= now)
     complete = and_(Referral.status.in_(WAITING_FOR_COMPLETION), Referral.due_at <= now)
     condition = {"acknowledge": acknowledge, "complete": complete}.get(kind or "")
     stmt = select(Referral).where(
         condition if condition is not None else or_(acknowledge, complete)
     )
+    if escalated is not None:
+        current_kind = case((Referral.status == "requested", "acknowledge"), else_="complete")
+        is_escalated = and_(
+            Referral.escalated_at.is_not(None),
+            func.coalesce(Referral.overdue_kind, "") == current_kind,
+        )
+        stmt = stmt.where(is_escalated if escalated else not_(is_escalated))
     if district:
         stmt = stmt.where(Referral.district == district)
     if agency_id:

@@ -319,6 +319,8 @@ def test_overdue_view_for_coordinators_filters_by_district_and_agency(
     only = coordinator.get("/referrals/overdue?agency_id=school-1&kind=acknowledge").get_json()
     assert [i["id"] for i in only["items"]] == [ids[0]]
     assert coordinator.get("/referrals/overdue?kind=complete").get_json()["total"] == 0
+    assert coordinator.get("/referrals/overdue?escalated=true").get_json()["total"] == 0
+    assert coordinator.get("/referrals/overdue?escalated=false").get_json()["total"] == 2
     assert lead.get("/referrals/overdue").status_code == 403
     assert coordinator.get("/referrals/overdue?kind=late").status_code == 422
 
@@ -335,6 +337,10 @@ def test_overdue_view_for_coordinators_filters_by_district_and_agency(
     assert names.count("referrals.referral.escalated") == 2
     escalated = coordinator.get("/referrals/overdue").get_json()["items"]
     assert all(i["escalated_at"] for i in escalated)
+    assert coordinator.get("/referrals/overdue?escalated=true").get_json()["total"] == 2
+    assert coordinator.get("/referrals/overdue?escalated=false").get_json()["total"] == 0
+    only = coordinator.get("/referrals/overdue?escalated=true&district=Сямжа").get_json()
+    assert [i["id"] for i in only["items"]] == [ids[1]]
 
 
 def _setup_referral(s: Session, now: dt.datetime, agency_id: str, district: str) -> Referral:

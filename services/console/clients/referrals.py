@@ -43,17 +43,10 @@ class ReferralsClient(ServiceClient):
 
     def overdue_referrals(self, *, district: str | None = None) -> tuple[int, int]:
         """(overdue, escalated): referrals past their SLA in the district, and those of them
-        already escalated to the coordinator. The API has no filter for escalation, so its
-        pages are read (a district's overdue referrals fill one page, rarely more)."""
-        overdue = escalated = 0
-        page = 1
-        while True:
-            answer = self.get("/referrals/overdue", district=district, page=page, page_size=200)
-            overdue = int(answer.get("total", 0))
-            escalated += sum(1 for item in answer["items"] if item.get("escalated_at"))
-            if page >= int(answer.get("pages") or 1):
-                return overdue, escalated
-            page += 1
+        already escalated to the coordinator (two counts, no list read)."""
+        overdue = self.count("/referrals/overdue", district=district)
+        escalated = self.count("/referrals/overdue", district=district, escalated="true")
+        return overdue, escalated
 
     def referrals_of_measures(self, measure_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The referrals made from these plan measures, by measure id (one call per 100)."""
