@@ -21,7 +21,7 @@ import weakref
 
 from sqlalchemy import Connection, Engine, Select, Sequence, Table, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateSequence
 
@@ -86,6 +86,10 @@ def _ensure_sequence(engine: Engine, year: int) -> None:
                 CreateSequence(Sequence(sequence_name(year), start=last + 1), if_not_exists=True)
             )
             conn.commit()
-        except IntegrityError:  # another process created it at the same moment
+        except (IntegrityError, ProgrammingError) as exc:
+            # another process created it at the same moment: IF NOT EXISTS does not lock, so
+            # PostgreSQL answers a unique violation in its catalogue or duplicate_table (42P07)
+            if isinstance(exc, ProgrammingError) and getattr(exc.orig, "sqlstate", None) != "42P07":
+                raise
             conn.rollback()
     known.add(year)
